@@ -1,0 +1,206 @@
+"""The Environment contract: four routines written by an author, two provided by the framework.
+
+An author writes ``generate`` (sampler), ``solve`` (oracle), ``render`` (prompt) and ``score``
+(checker). The framework provides ``sample(seed, difficulty) -> Instance`` and
+``grade(instance, response) -> Score``; ``grade`` never raises.
+
+This module imports only the standard library: every sandboxed run of a candidate program imports
+it in a fresh process, so it must stay cheap (no torch, no transformers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from worldsmith.envs import answers
+
+#: Splits the framework knows; their seeds are disjoint by construction (see ``split_seed``).
+SPLITS: dict[str, int] = {"train": 0, "eval": 1}
+
+
+def stable_hash(*parts: object) -> int:
+    """A 64-bit integer from the parts' text, identical across processes and Python versions.
+
+    >>> stable_hash("gcd_euclid", 3) == stable_hash("gcd_euclid", 3)
+    True
+    """
+    text = "\x1f".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def split_seed(split: str, index: int) -> int:
+    """The seed of item ``index`` of ``split``.
+
+    The low bit carries the split (train even, eval odd), so no train seed can ever equal an eval
+    seed, and the rest comes from a hash, so adjacent indices give unrelated seeds.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    return ((stable_hash("split", split, index) >> 2) << 1) | SPLITS[split]
+
+
+def seed_split(seed: int) -> str:
+    """The split a seed produced by ``split_seed`` belongs to."""
+    return "eval" if seed & 1 else "train"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One sampled problem. ``data`` is the JSON-serialisable instance ``generate`` returned."""
+
+    env: str
+    seed: int
+    difficulty: float
+    prompt: str
+    reference: str
+    data: dict
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Score:
+    """The verdict on one response: ``value`` in [0, 1], ``passed`` iff value is 1, and why."""
+
+    value: float
+    passed: bool
+    reason: str
+    answer: str | None = field(default=None, compare=False)
+
+
+def _fail(reason: str, answer: str | None = None) -> Score:
+    return Score(0.0, False, reason, answer)
+
+
+class Environment:
+    """Base class of every environment.
+
+    Subclasses set ``name`` and ``description`` and implement the four routines. Class attributes
+    an environment may override:
+
+    - ``oracle``: ``"equality"`` (one right answer) or ``"feasibility"`` (any valid answer passes).
+    - ``answer_format``: a short human description of the expected answer, shown in prompts.
+    - ``allow_boxed``: accept a final ``\\boxed{...}`` when no ``<answer>`` tag is present (math).
+    - ``max_answer_chars``: answers longer than this are rejected before ``score`` sees them.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    oracle: ClassVar[str] = "equality"
+    answer_format: ClassVar[str] = "the final answer"
+    allow_boxed: ClassVar[bool] = False
+    max_answer_chars: ClassVar[int] = answers.MAX_ANSWER_CHARS
+
+    # --- the four routines an author writes -------------------------------------------------
+    def generate(self, rng: random.Random, difficulty: float) -> dict:
+        raise NotImplementedError
+
+    def solve(self, instance: dict) -> str:
+        raise NotImplementedError
+
+    def render(self, instance: dict) -> str:
+        raise NotImplementedError
+
+    def score(self, instance: dict, answer: str) -> float:
+        raise NotImplementedError
+
+    # --- optional: exact step checking ------------------------------------------------------
+    def steps(self, instance: dict) -> list[str] | None:
+        """A reference solution trace, one string per step, or None when not provided."""
+        return None
+
+    def check_step(self, instance: dict, previous_steps: list[str], step: str) -> bool:
+        """Whether ``step`` is a correct next step after ``previous_steps``."""
+        raise NotImplementedError(f"{self.name} does not check steps")
+
+    @classmethod
+    def has_steps(cls) -> bool:
+        return cls.steps is not Environment.steps
+
+    # --- provided by the framework ------------------------------------------------------------
+    def rng_for(self, seed: int) -> random.Random:
+        """The RNG ``generate`` receives for ``seed``: seeded from a stable hash of (name, seed)."""
+        return random.Random(stable_hash(self.name, seed))
+
+    def sample(self, seed: int, difficulty: float = 0.0) -> Instance:
+        """Sample the instance for (seed, difficulty); the same arguments give the same instance."""
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an integer, got {seed!r}")
+        difficulty = check_difficulty(difficulty)
+        data = self.generate(self.rng_for(seed), difficulty)
+        # a round trip through JSON proves the instance is plain data and freezes it
+        data = json.loads(json.dumps(data))
+        return Instance(
+            env=self.name,
+            seed=seed,
+            difficulty=difficulty,
+            prompt=self.render(data),
+            reference=self.solve(data),
+            data=data,
+        )
+
+    def grade(self, instance: Instance | dict, response: object) -> Score:
+        """Score a full response. Never raises; anything malformed scores 0 with a reason.
+
+        The final answer is the last ``<answer>...</answer>`` in the response (or, for
+        environments with ``allow_boxed``, the last ``\\boxed{...}`` when no tag is present).
+        """
+        data = instance.data if isinstance(instance, Instance) else instance
+        try:
+            answer, why = answers.extract_answer(
+                response, allow_boxed=self.allow_boxed, max_answer_chars=self.max_answer_chars
+            )
+        except Exception as exc:  # extraction is ours and bounded; still, never raise
+            return _fail(f"extraction failed: {type(exc).__name__}")
+        if answer is None:
+            return _fail(why)
+        started = time.perf_counter()
+        try:
+            value = self.score(data, answer)
+        except Exception as exc:
+            return _fail(f"scorer raised {type(exc).__name__}: {str(exc)[:120]}", answer)
+        elapsed = time.perf_counter() - started
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return _fail(f"scorer returned {type(value).__name__}, not a number", answer)
+        value = float(value)
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            return _fail(f"scorer returned {value!r}, outside [0, 1]", answer)
+        passed = value == 1.0
+        reason = "correct" if passed else ("partial credit" if value > 0 else "incorrect")
+        if elapsed > 1.0:
+            reason += f" (slow scorer: {elapsed:.2f}s)"
+        return Score(value, passed, reason, answer)
+
+    def wrap(self, answer: str) -> str:
+        """A response that states ``answer`` as the final answer."""
+        return f"<answer>{answer}</answer>"
+
+    def __repr__(self) -> str:
+        return f"<Environment {self.name}>"
+
+
+def check_difficulty(difficulty: object) -> float:
+    """Validate a difficulty: a finite number in [0, 1]."""
+    if isinstance(difficulty, bool) or not isinstance(difficulty, (int, float)):
+        raise TypeError(f"difficulty must be a number in [0, 1], got {difficulty!r}")
+    difficulty = float(difficulty)
+    if not (0.0 <= difficulty <= 1.0):
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+    return difficulty
+
+
+def lerp_int(difficulty: float, low: int, high: int) -> int:
+    """An integer size that grows from ``low`` at difficulty 0 to ``high`` at difficulty 1."""
+    return low + int(round(difficulty * (high - low)))
+
+
+def prompt_of(body: str, answer_format: str) -> str:
+    """The standard prompt: the task, then how to state the final answer."""
+    return f"{body}\nGive {answer_format} as <answer>...</answer>."
