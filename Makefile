@@ -25,7 +25,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow tests
 
 demo: setup
-	$(BIN)/worldsmith quickstart --out $(OUT) --seed $(SEED)
+	$(BIN)/worldsmith envs tour --seed $(SEED)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

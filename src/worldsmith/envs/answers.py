@@ -103,14 +103,16 @@ def _boxed_at(text: str, start: int) -> str | None:
 
 
 def parse_int(text: str) -> int | None:
-    """A decimal integer with an optional sign and nothing else.
+    """A canonical decimal integer: optional minus sign, no leading zeros, nothing else.
 
-    >>> parse_int("-17"), parse_int("42.0"), parse_int("0x2A"), parse_int("4 2")
-    (-17, None, None, None)
+    >>> parse_int("-17"), parse_int("42.0"), parse_int("0x2A"), parse_int("042"), parse_int("4 2")
+    (-17, None, None, None, None)
     """
     s = text.strip()
-    body = s[1:] if s[:1] in "+-" else s
+    body = s[1:] if s[:1] == "-" else s
     if not body or len(body) > MAX_INT_DIGITS or not (body.isascii() and body.isdigit()):
+        return None
+    if (body[0] == "0" and len(body) > 1) or s == "-0":
         return None
     return int(s)
 
@@ -125,7 +127,7 @@ def parse_fraction(text: str) -> Fraction | None:
         return None if value is None else Fraction(value)
     num, den = s.split("/")
     p, q = parse_int(num), parse_int(den)
-    if p is None or q is None or q <= 0 or den.strip().startswith(("+", "-")):
+    if p is None or q is None or q <= 0:
         return None
     return Fraction(p, q)
 

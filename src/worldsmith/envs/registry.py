@@ -57,7 +57,9 @@ def get(name: str) -> Environment:
     prefix, sep, rest = name.partition(":")
     if sep and prefix in _FAMILIES:
         return _FAMILIES[prefix](rest)
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    close = [n for n in sorted(_REGISTRY) if name and name in n]
+    close += [n for n in difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5) if n not in close]
+    close = close[:3]
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_REGISTRY))}"
     raise UnknownEnvironment(f"unknown environment {name!r}{hint}")
 

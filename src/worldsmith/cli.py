@@ -1,0 +1,177 @@
+"""The `worldsmith` command: one entry point, a sub-command per loop.
+
+Every user mistake (unknown name, bad value, missing file) ends with one line on stderr and exit
+code 2; a failed check ends with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import NoReturn
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in the user's input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _difficulty(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _get_env(name: str):
+    from worldsmith import envs
+
+    try:
+        return envs.get(name)
+    except envs.UnknownEnvironment as exc:
+        raise UsageError(str(exc)) from None
+
+
+# --- envs -------------------------------------------------------------------------------------
+
+
+def cmd_envs_list(args: argparse.Namespace) -> int:
+    from worldsmith import envs
+
+    rows = []
+    for name in envs.names():
+        env = envs.get(name)
+        rows.append((name, env.oracle, "yes" if env.has_steps() else "no", env.description))
+    if args.json:
+        keys = ("name", "oracle", "steps", "description")
+        print(json.dumps([dict(zip(keys, row)) for row in rows]))
+        return 0
+    header = ("name", "oracle", "steps", "description")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3])
+    print(f"\n{len(rows)} environments; reasoning-gym datasets are available as rg:<dataset>.")
+    return 0
+
+
+def cmd_envs_show(args: argparse.Namespace) -> int:
+    env = _get_env(args.name)
+    inst = env.sample(args.seed, args.difficulty)
+    score = env.grade(inst, env.wrap(inst.reference))
+    if args.json:
+        print(json.dumps({**inst.to_json(), "reference_grade": score.value, "reason": score.reason}))
+        return 0
+    print(f"environment  {env.name} ({env.oracle} oracle)")
+    print(f"seed         {inst.seed}    difficulty {inst.difficulty:g}")
+    print("prompt:")
+    print("  " + inst.prompt.replace("\n", "\n  "))
+    print(f"reference    {inst.reference}")
+    if env.has_steps():
+        print(f"steps        {' | '.join(env.steps(inst.data) or [])}")
+    print(f"grade        {score.value:g} ({score.reason})")
+    return 0
+
+
+def cmd_envs_check(args: argparse.Namespace) -> int:
+    from worldsmith.envs.checks import run_checks
+
+    env = _get_env(args.name)
+    results = run_checks(env, n=args.seeds)
+    if args.json:
+        print(json.dumps({"env": env.name, "passed": all(r.passed for r in results),
+                          "checks": [r.__dict__ for r in results]}))
+    else:
+        width = max(len(r.name) for r in results)
+        for r in results:
+            print(f"{'PASS' if r.passed else 'FAIL'}  {r.name.ljust(width)}  {r.detail}")
+    failed = [r.name for r in results if not r.passed]
+    if failed and not args.json:
+        print(f"{env.name}: {len(failed)} check(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
+def cmd_envs_tour(args: argparse.Namespace) -> int:
+    """A guided look at every environment: an easy and a hard instance, and how grading treats
+    the reference, a near miss and a spray."""
+    from worldsmith import envs
+    from worldsmith.envs.checks import perturbations
+
+    import random
+
+    for name in envs.names():
+        env = envs.get(name)
+        easy, hard = env.sample(args.seed, 0.0), env.sample(args.seed, 1.0)
+        near = next(iter(perturbations(easy.reference, random.Random(0)).values()), easy.reference + "0")
+        spray = f"<answer>{easy.reference} or {near}</answer>"
+        print(f"== {name}  ({env.oracle} oracle{', step checker' if env.has_steps() else ''})")
+        print("   " + env.description)
+        print("   easy prompt:  " + easy.prompt.replace("\n", "\n                 "))
+        print(f"   reference:    {easy.reference}")
+        for label, response in (("reference", env.wrap(easy.reference)), ("near miss", env.wrap(near)),
+                                ("spray", spray)):
+            score = env.grade(easy, response)
+            print(f"   grade {label:<10} {score.value:g}  ({score.reason})")
+        print(f"   hard instance: {len(hard.prompt)} prompt chars vs {len(easy.prompt)} at difficulty 0\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="worldsmith", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    envs_p = sub.add_parser("envs", help="list, show and check environments")
+    envs_sub = envs_p.add_subparsers(dest="envs_command", required=True, parser_class=_Parser)
+    p = envs_sub.add_parser("list", help="a table of the registered environments")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_envs_list)
+    p = envs_sub.add_parser("show", help="sample one instance: prompt, reference, grade")
+    p.add_argument("name")
+    p.add_argument("--seed", type=int, default=0, help="instance seed (an integer)")
+    p.add_argument("--difficulty", type=_difficulty, default=0.0, help="in [0, 1]")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_envs_show)
+    p = envs_sub.add_parser("tour", help="a guided look at every environment and its grading")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_envs_tour)
+    p = envs_sub.add_parser("check", help="run the contract battery on one environment")
+    p.add_argument("name")
+    p.add_argument("--seeds", type=int, default=30, help="seeds per difficulty")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_envs_check)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+#: Modules add sub-commands here (each a function taking the sub-parsers object).
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
