@@ -125,6 +125,122 @@ def cmd_envs_tour(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- training and evaluation ------------------------------------------------------------------
+
+
+def _load_run_config(path, overrides):
+    from worldsmith import configuration
+    from worldsmith.rl.config import RunConfig
+
+    try:
+        return configuration.load(RunConfig, path, overrides)
+    except configuration.ConfigError as exc:
+        raise UsageError(f"config: {exc}") from None
+
+
+def _print_before_after(summary: dict) -> None:
+    before, after = summary.get("before"), summary["after"]
+    keys = [k for k in after if k != "problems"]
+    print(f"\n{'metric':<18}{'before':>10}{'after':>10}")
+    for k in keys:
+        b = before.get(k) if before else None
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{k:<18}{fmt(b):>10}{fmt(after[k]):>10}")
+    print(f"(held-out: {after['problems']} instances from the eval split)")
+
+
+def _run_training(cfg, out, resume, evaluate_before):
+    from worldsmith.recipes import train_run
+
+    try:
+        return train_run(cfg, out, resume=resume, evaluate_before=evaluate_before)
+    except (FileExistsError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args.config, args.overrides)
+    summary = _run_training(cfg, args.out, args.resume, evaluate_before=args.eval_before)
+    _print_before_after(summary)
+    print(f"run folder: {args.out}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from worldsmith.configuration import ConfigError, apply_overrides, build
+    from worldsmith.recipes import quickstart_config
+    from worldsmith.rl.config import RunConfig
+
+    cfg = quickstart_config(args.seed)
+    if args.overrides:
+        try:
+            cfg = build(RunConfig, apply_overrides(cfg.model_dump(mode="json"), args.overrides))
+        except ConfigError as exc:
+            raise UsageError(f"config: {exc}") from None
+    print(f"worldsmith quickstart: tiny model -> SFT warm start -> GRPO on {cfg.pool[0].name}, seed {args.seed}")
+    summary = _run_training(cfg, args.out, args.resume, evaluate_before=True)
+    _print_before_after(summary)
+    print(f"summary: {args.out}/summary.json   plot: {args.out}/training.png")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from worldsmith.recipes import build_policy
+    from worldsmith.runs import RunDir
+
+    cfg = _load_run_config(args.config, args.overrides)
+    if not cfg.sft.examples:
+        raise UsageError("config: sft.examples: must be > 0 for `worldsmith sft`")
+    run = RunDir(args.out)
+    if (run.root / "policy_init").exists():
+        raise UsageError(f"{run.root} already holds a warm-started policy; choose another --out")
+    build_policy(cfg, run)
+    print(f"warm-started policy: {run.root / 'policy_init'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from worldsmith.eval.runner import evaluate
+    from worldsmith.policy.hf_backend import HFBackend
+    from worldsmith.policy.model import load_policy
+
+    specs = []
+    for text in args.env:
+        name, _, diff = text.partition("@")
+        _get_env(name)
+        try:
+            specs.append((name, _difficulty(diff) if diff else 0.0))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--env {text}: difficulty {exc}") from None
+    try:
+        model, tokenizer = load_policy(args.model)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise UsageError(f"--model: {str(exc).splitlines()[0]}") from None
+    summary = evaluate(HFBackend(model, tokenizer), specs, instances=args.instances, samples=args.samples,
+                       temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    k = summary["k"]
+    print(f"{'environment':<22}{'difficulty':>10}{'greedy':>8}{'pass@1':>8}{f'pass@{k}':>8}{f'maj@{k}':>8}")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    for env, by_d in summary["per_env_difficulty"].items():
+        for d, s in by_d.items():
+            print(f"{env:<22}{d:>10g}{fmt(s['greedy_accuracy']):>8}{fmt(s['pass@1']):>8}"
+                  f"{fmt(s['pass@k']):>8}{fmt(s['maj@k']):>8}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="worldsmith", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -148,6 +264,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=30, help="seeds per difficulty")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_envs_check)
+
+    p = sub.add_parser("train", help="RL training from a YAML config")
+    p.add_argument("config", help="YAML run config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.steps=50")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--eval-before", action="store_true", help="also evaluate the starting policy")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sft", help="warm-start a policy on environment references")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("eval", help="held-out accuracy, pass@k and maj@k of a saved policy")
+    p.add_argument("--model", required=True, help="a local HF model folder (e.g. RUN/policy)")
+    p.add_argument("--env", action="append", required=True, help="NAME or NAME@DIFFICULTY; repeatable")
+    p.add_argument("--instances", type=_positive_int, default=256)
+    p.add_argument("--samples", type=_positive_int, default=4)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=_positive_int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("quickstart", help="tiny model: SFT warm start, GRPO, before/after table")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the embedded config")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

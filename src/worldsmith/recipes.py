@@ -1,0 +1,123 @@
+"""Runnable recipes behind the CLI: build or load a policy, warm-start it, train, evaluate.
+
+Each recipe writes a run folder (DESIGN.md, "Runs"): ``config.yaml``, ``metrics.jsonl``,
+``summary.json``, ``checkpoints/``, ``policy/`` (a normal HF folder) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import torch
+
+from worldsmith.configuration import dump
+from worldsmith.eval.runner import evaluate
+from worldsmith.policy.hf_backend import HFBackend
+from worldsmith.policy.model import build_tiny_model, load_policy, save_policy
+from worldsmith.policy.sft import sft_examples, train_sft
+from worldsmith.policy.tokenizer import build_char_tokenizer
+from worldsmith.report.plots import plot_training
+from worldsmith.rl.config import RunConfig
+from worldsmith.rl.trainer import Trainer
+from worldsmith.runs import RunDir
+
+
+def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
+    """The starting policy: ``run/policy_init`` when an earlier attempt saved it (resume), else a
+    local HF model (``model.path``) or the tiny model, warm-started with SFT when ``sft.examples``."""
+    saved = run.root / "policy_init"
+    if saved.is_dir():
+        return load_policy(saved)
+    if cfg.model.path:
+        model, tokenizer = load_policy(cfg.model.path, lora=cfg.model.lora)
+    else:
+        tokenizer = build_char_tokenizer()
+        model = build_tiny_model(tokenizer, cfg.model.tiny, seed=cfg.model.init_seed)
+    sft_metrics = None
+    if cfg.sft.examples:
+        specs = [(e.name, e.difficulty, e.weight) for e in cfg.pool]
+        examples = sft_examples(specs, cfg.sft.examples, split="train", seed=cfg.train.seed)
+        sft_metrics = train_sft(model, tokenizer, examples, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
+                                batch_size=cfg.sft.batch_size, seed=cfg.train.seed, progress=progress)
+    save_policy(model, tokenizer, saved)
+    if sft_metrics is not None:
+        (run.root / "sft.json").write_text(__import__("json").dumps(sft_metrics, indent=2))
+    return model, tokenizer
+
+
+def eval_policy(cfg: RunConfig, model, tokenizer, progress: bool = True, seed: int | None = None) -> dict:
+    backend = HFBackend(model, tokenizer, batch_size=cfg.sampling.batch_size)
+    e = cfg.eval
+    return evaluate(backend, [(p.name, p.difficulty) for p in cfg.pool], instances=e.instances,
+                    samples=e.samples, temperature=e.temperature, max_new_tokens=cfg.sampling.max_new_tokens,
+                    greedy=e.greedy, seed=cfg.train.seed if seed is None else seed, progress=progress)
+
+
+def headline(summary: dict) -> dict:
+    """The few numbers a person reads first from an evaluation summary."""
+    o = summary["overall"]
+    return {"accuracy_greedy": summary["accuracy_greedy"], "accuracy_sampled": summary["accuracy_sampled"],
+            f"pass@{summary['k']}": o["pass@k"], f"maj@{summary['k']}": o["maj@k"], "problems": o["problems"]}
+
+
+def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, progress: bool = True,
+              evaluate_before: bool = False) -> dict:
+    """Build (or resume) a run, train it, evaluate on held-out seeds, write summary and plot."""
+    torch.manual_seed(cfg.train.seed)
+    run = RunDir(out)
+    if not resume and (run.metrics_path.exists() or run.latest_checkpoint()):
+        raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or choose another --out")
+    dump(cfg, run.root / "config.yaml")
+    started = time.perf_counter()
+    model, tokenizer = build_policy(cfg, run, progress)
+    before = None
+    if evaluate_before:
+        before_path = run.root / "eval_before.json"
+        if before_path.exists():
+            before = __import__("json").loads(before_path.read_text())
+        else:
+            before = eval_policy(cfg, model, tokenizer, progress)
+            before_path.write_text(__import__("json").dumps(before, indent=2))
+    ref = None
+    if cfg.train.loss_cfg.kl_coef > 0:
+        ref, _ = load_policy(run.root / "policy_init")
+    trainer = Trainer(cfg, model, tokenizer, ref_model=ref)
+    resumed_from = trainer.step_index if resume and trainer.resume(run) else None
+    rows = trainer.fit(run, progress=progress)
+    policy = trainer.acc.unwrap_model(trainer.model)
+    save_policy(policy, tokenizer, run.root / "policy")
+    after = eval_policy(cfg, policy, tokenizer, progress)
+    all_rows = run.read_metrics()
+    plot_training(all_rows, run.root / "training.png", title=f"worldsmith GRPO ({', '.join(p.name for p in cfg.pool)})")
+    phases = {k.removeprefix("time/"): sum(r.get(k, 0.0) for r in all_rows) / max(1, len(all_rows))
+              for k in all_rows[0] if k.startswith("time/")} if all_rows else {}
+    summary = {
+        "before": headline(before) if before else None,
+        "after": headline(after),
+        "steps": trainer.step_index,
+        "resumed_from": resumed_from,
+        "seconds": time.perf_counter() - started,
+        "seconds_per_step_by_phase": phases,
+        "final_train_reward": rows[-1]["reward/mean"] if rows else None,
+        "eval_before": before,
+        "eval_after": after,
+    }
+    run.write_summary(summary)
+    return summary
+
+
+def quickstart_config(seed: int = 0) -> RunConfig:
+    """The embedded default run: the tiny model on the easiest arithmetic, SFT then GRPO."""
+    from worldsmith.configuration import build
+
+    return build(RunConfig, {
+        "model": {"init_seed": seed},
+        "pool": [{"name": "arithmetic_chain", "difficulty": 0.0}],
+        "sampling": {"max_new_tokens": 16, "temperature": 1.0},
+        "sft": {"examples": 2000, "epochs": 1, "lr": 3e-3, "batch_size": 64},
+        "optim": {"lr": 1e-3, "grad_clip": 1.0},
+        "train": {"steps": 60, "prompts_per_step": 32, "group_size": 8, "minibatch_size": 256,
+                  "microbatch_size": 256, "checkpoint_every": 20, "seed": seed},
+        "eval": {"instances": 512, "samples": 4, "temperature": 1.0},
+    })

@@ -1,0 +1,121 @@
+"""The run configuration of `worldsmith train`: every section typed, documented and validated."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from worldsmith.configuration import Strict
+from worldsmith.policy.model import LoraOptions, TinyModelConfig
+from worldsmith.rl.advantages import AdvantageConfig
+from worldsmith.rl.losses import LossConfig
+from worldsmith.rl.pool import PoolEntry
+
+
+class ModelSection(Strict):
+    path: str | None = Field(None, description="A local HF model folder; None builds the tiny model below.")
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Shape of the tiny model.")
+    lora: LoraOptions | None = Field(None, description="Train a LoRA adapter instead of all weights.")
+    init_seed: int = Field(0, description="Seed of the tiny model's random initialisation.")
+
+
+class SamplingSection(Strict):
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of rollouts.")
+    top_k: int = Field(0, ge=0, description="Top-k filter (0 = off).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus filter (1 = off).")
+    max_new_tokens: int = Field(32, ge=1, description="Generation budget per completion.")
+    batch_size: int = Field(256, ge=1, description="Sequences decoded together by the HF backend.")
+
+
+class SFTSection(Strict):
+    examples: int = Field(0, ge=0, description="Warm-start examples from the pool's environments (0 = no SFT).")
+    epochs: int = Field(1, ge=1, description="Passes over the SFT examples.")
+    lr: float = Field(3e-3, gt=0.0, description="SFT learning rate (AdamW, constant).")
+    batch_size: int = Field(64, ge=1, description="SFT batch size.")
+
+
+class OptimSection(Strict):
+    lr: float = Field(1e-4, gt=0.0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay after warm-up.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
+    grad_clip: float | None = Field(1.0, gt=0.0, description="Max gradient norm; None disables clipping.")
+
+
+class TrainSection(Strict):
+    steps: int = Field(100, ge=1, description="RL steps (one rollout batch each).")
+    prompts_per_step: int = Field(32, ge=1, description="Distinct prompts per step.")
+    group_size: int = Field(8, ge=1, description="Completions per prompt (the GRPO group).")
+    ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
+    minibatch_size: int = Field(256, ge=1, description="Completions per optimizer step.")
+    microbatch_size: int = Field(256, ge=1, description="Completions per forward/backward (gradient accumulation).")
+    advantage: str = Field("grpo", description="Advantage estimator (registry name).")
+    advantage_cfg: AdvantageConfig = Field(default_factory=AdvantageConfig)
+    loss: str = Field("ppo_clip", description="Policy loss (registry name).")
+    loss_cfg: LossConfig = Field(default_factory=LossConfig)
+    failure_reward: float = Field(0.0, description="Replaces an invalid reward (NaN, None, a raise, out of range).")
+    grade_timeout_s: float = Field(10.0, gt=0.0, description="A grader call taking longer counts as invalid.")
+    checkpoint_every: int = Field(25, ge=0, description="Steps between checkpoints (0 = only at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+    eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0 = none during training).")
+    seed: int = Field(0, description="Seeds sampling, the pool and the data order.")
+
+    @field_validator("advantage")
+    @classmethod
+    def _known_advantage(cls, name: str) -> str:
+        from worldsmith.rl.advantages import get_advantage
+
+        try:
+            get_advantage(name)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        from worldsmith.rl.losses import get_loss
+
+        try:
+            get_loss(name)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
+
+class EvalSection(Strict):
+    instances: int = Field(256, ge=1, description="Held-out instances per environment (eval seeds).")
+    samples: int = Field(4, ge=1, description="Sampled completions per instance (pass@k, maj@k use k = samples).")
+    temperature: float = Field(1.0, gt=0.0, description="Temperature of the sampled evaluation.")
+    greedy: bool = Field(True, description="Also evaluate greedy decoding.")
+
+
+class RunConfig(Strict):
+    """Everything `worldsmith train` needs; written in full to the run folder as config.yaml."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    pool: list[PoolEntry] = Field(
+        default_factory=lambda: [PoolEntry(name="arithmetic_chain")],
+        description="Environments to train on, with weights and difficulty.",
+    )
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+    sft: SFTSection = Field(default_factory=SFTSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+    @field_validator("pool")
+    @classmethod
+    def _known_envs(cls, pool: list[PoolEntry]) -> list[PoolEntry]:
+        from worldsmith import envs
+
+        if not pool:
+            raise ValueError("the pool needs at least one environment")
+        for entry in pool:
+            try:
+                envs.get(entry.name)
+            except KeyError as exc:
+                raise ValueError(str(exc)) from None
+        return pool

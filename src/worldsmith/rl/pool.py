@@ -1,0 +1,190 @@
+"""EnvPool: a weighted mix of environments, each at a fixed or a pass-rate-steered difficulty.
+
+Sampling is deterministic: the environment of each batch item comes from an RNG seeded by
+``(rng_seed, step_index)``, and instance seeds are ``split_seed("train", k)`` for a running counter
+k that never repeats, so no train seed is used twice and no eval seed ever appears. The counter,
+difficulties and pass-rate averages are the pool's state (``state_dict`` / ``load_state_dict``).
+
+Steering (entries with ``adaptive=True``): after each batch, ``update`` folds the batch's pass rate
+into an exponential moving average per environment, ``ema = decay * ema + (1 - decay) * rate``
+(the first batch initialises it to the rate); if the average is above the entry's band the
+difficulty rises by ``step``, if below it falls by ``step``, clamped to [min_difficulty,
+max_difficulty]. This repeats every batch while the average stays outside the band.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from worldsmith import envs
+from worldsmith.envs.contract import Environment, Instance, split_seed, stable_hash
+
+
+class PoolEntry(BaseModel):
+    """One environment of the pool and how its difficulty is set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Registered environment name (e.g. 'arithmetic_chain', 'rg:gcd').")
+    weight: float = Field(1.0, ge=0.0, description="Relative share of each batch; 0 disables the entry.")
+    difficulty: float = Field(0.0, ge=0.0, le=1.0, description="Fixed difficulty, or the starting one when adaptive.")
+    adaptive: bool = Field(False, description="Steer the difficulty toward the pass-rate band.")
+    band: tuple[float, float] = Field((0.3, 0.7), description="Target [low, high] pass rate when adaptive.")
+    step: float = Field(0.05, gt=0.0, le=1.0, description="Difficulty change per batch outside the band.")
+    min_difficulty: float = Field(0.0, ge=0.0, le=1.0, description="Lowest difficulty steering may reach.")
+    max_difficulty: float = Field(1.0, ge=0.0, le=1.0, description="Highest difficulty steering may reach.")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> PoolEntry:
+        low, high = self.band
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"band must satisfy 0 <= low <= high <= 1, got {self.band}")
+        if not self.min_difficulty <= self.difficulty <= self.max_difficulty:
+            raise ValueError(
+                f"need min_difficulty <= difficulty <= max_difficulty, got "
+                f"{self.min_difficulty} <= {self.difficulty} <= {self.max_difficulty}"
+            )
+        return self
+
+
+class EnvPool:
+    """A weighted, difficulty-steered mix of environments.
+
+    ``environments`` optionally maps entry names to Environment objects to use instead of looking
+    the names up in the registry. ``ema_decay`` is the weight of the old average in the pass-rate
+    moving average.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[PoolEntry | Mapping],
+        ema_decay: float = 0.9,
+        environments: Mapping[str, Environment] | None = None,
+    ) -> None:
+        self.entries = [e if isinstance(e, PoolEntry) else PoolEntry.model_validate(e) for e in entries]
+        names = [e.name for e in self.entries]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"pool entries need distinct names, at least one; got {names}")
+        if not sum(e.weight for e in self.entries) > 0:
+            raise ValueError("at least one pool entry needs a positive weight")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        self.ema_decay = ema_decay
+        given = environments or {}
+        self.envs = {e.name: given[e.name] if e.name in given else envs.get(e.name) for e in self.entries}
+        self._entry_of = {env.name: name for name, env in self.envs.items()}  # Instance.env -> entry
+        if len(self._entry_of) != len(names):
+            raise ValueError("two pool entries resolve to the same environment")
+        self._counter = 0
+        self._difficulty = {e.name: e.difficulty for e in self.entries}
+        self._ema: dict[str, float | None] = dict.fromkeys(names)
+        self._updates = dict.fromkeys(names, 0)
+
+    def difficulties(self) -> dict[str, float]:
+        """The current difficulty of every entry."""
+        return dict(self._difficulty)
+
+    def pass_rates(self) -> dict[str, float | None]:
+        """The moving-average pass rate of every entry (None before its first update)."""
+        return dict(self._ema)
+
+    def sample_batch(self, n: int, step_index: int, rng_seed: int) -> list[Instance]:
+        """n instances; the same pool state and arguments always give the same batch.
+
+        Environments are assigned by systematic sampling on the weights (each entry gets
+        n * weight / total items up to rounding, never off by more than one), then shuffled.
+        """
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        rng = random.Random(stable_hash("env_pool", rng_seed, step_index))
+        picks = self._systematic(n, rng)
+        rng.shuffle(picks)
+        batch = []
+        for i in picks:
+            name = self.entries[i].name
+            seed = split_seed("train", self._counter)
+            self._counter += 1
+            batch.append(self.envs[name].sample(seed, self._difficulty[name]))
+        return batch
+
+    def _systematic(self, n: int, rng: random.Random) -> list[int]:
+        """Entry indices for n items: points offset + i / n against the cumulative weights."""
+        active = [i for i, e in enumerate(self.entries) if e.weight > 0]
+        total = sum(self.entries[i].weight for i in active)
+        bounds, running = [], 0.0
+        for i in active:
+            running += self.entries[i].weight / total
+            bounds.append(running)
+        offset, picks, j = rng.random() / max(n, 1), [], 0
+        for i in range(n):
+            point = offset + i / n  # in [0, 1)
+            while j < len(bounds) - 1 and point >= bounds[j]:
+                j += 1
+            picks.append(active[j])
+        return picks
+
+    def update(self, instances: Sequence[Instance], passed: Sequence[bool | float]) -> dict[str, float]:
+        """Fold one batch's outcomes (passed flags or scores in [0, 1]) into the averages and steer.
+
+        Returns metrics ``pool/<name>/{batch_pass_rate, pass_rate, difficulty}`` for the entries
+        present in the batch, and ``pool/<name>/difficulty`` for all.
+        """
+        if len(instances) != len(passed):
+            raise ValueError(f"{len(instances)} instances but {len(passed)} outcomes")
+        outcomes: dict[str, list[float]] = {}
+        for inst, ok in zip(instances, passed):
+            if inst.env not in self._entry_of:
+                raise ValueError(f"instance of {inst.env!r} is not from this pool; pool: {', '.join(self._entry_of)}")
+            outcomes.setdefault(self._entry_of[inst.env], []).append(float(ok))
+        metrics = {}
+        for entry in self.entries:
+            name = entry.name
+            if name in outcomes:
+                rate = sum(outcomes[name]) / len(outcomes[name])
+                old = self._ema[name]
+                self._ema[name] = rate if old is None else self.ema_decay * old + (1 - self.ema_decay) * rate
+                self._updates[name] += 1
+                if entry.adaptive:
+                    self._difficulty[name] = _steer(entry, self._difficulty[name], self._ema[name])
+                metrics[f"pool/{name}/batch_pass_rate"] = rate
+                metrics[f"pool/{name}/pass_rate"] = self._ema[name]
+            metrics[f"pool/{name}/difficulty"] = self._difficulty[name]
+        return metrics
+
+    def state_dict(self) -> dict:
+        """The pool's mutable state, JSON-serialisable."""
+        return {
+            "counter": self._counter,
+            "entries": {
+                name: {"difficulty": self._difficulty[name], "ema": self._ema[name], "updates": self._updates[name]}
+                for name in self._difficulty
+            },
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore a ``state_dict``; its entry names must be exactly this pool's."""
+        saved = state["entries"]
+        if set(saved) != set(self._difficulty):
+            raise ValueError(f"state has entries {sorted(saved)}, pool has {sorted(self._difficulty)}")
+        counter = int(state["counter"])
+        if counter < 0:
+            raise ValueError(f"counter must be >= 0, got {counter}")
+        self._counter = counter
+        for name, s in saved.items():
+            self._difficulty[name] = float(s["difficulty"])
+            self._ema[name] = None if s["ema"] is None else float(s["ema"])
+            self._updates[name] = int(s["updates"])
+
+
+def _steer(entry: PoolEntry, difficulty: float, pass_rate: float) -> float:
+    """One steering move: up by step above the band, down below it, clamped; rounded to 1e-9."""
+    low, high = entry.band
+    if pass_rate > high:
+        difficulty += entry.step
+    elif pass_rate < low:
+        difficulty -= entry.step
+    return round(min(max(difficulty, entry.min_difficulty), entry.max_difficulty), 9)
+
