@@ -4,6 +4,14 @@ from importlib import import_module
 
 SEED_MODULES = (
     "arithmetic_chain",
+    "gcd_euclid",
+    "sort_composite",
+    "grid_paths",
+    "graph_distance",
+    "subset_sum",
+    "graph_coloring",
+    "sat_planted",
+    "topo_order",
 )
 
 for _module in SEED_MODULES:

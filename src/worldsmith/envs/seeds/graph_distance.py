@@ -3,7 +3,7 @@
 The graph is a random connected "long" tree (each node joins one of the few nodes added just
 before it) plus random shortcut edges, with shuffled labels 1..n, so breadth-first search is
 needed. The target is drawn among the nodes at least half the eccentricity of the source away.
-Difficulty scales the node count (4 to 60) and the number of shortcuts (0..1 up to n/2).
+Difficulty scales the node count (4 to 60) and with it the number of shortcuts (0 to max(1, n/6)).
 """
 
 from __future__ import annotations
@@ -37,22 +37,22 @@ class GraphDistance(Environment):
     name = "graph_distance"
     description = "Length of the shortest path between two nodes of an undirected graph."
     oracle = "equality"
-    answer_format = "the length as an integer"
+    answer_format = "the integer"
 
     def generate(self, rng: random.Random, difficulty: float) -> dict:
         n = lerp_int(difficulty, 4, 60)
         order = rng.sample(range(1, n + 1), n)
         pairs = {frozenset((order[i], order[rng.randint(max(0, i - 3), i - 1)])) for i in range(1, n)}
-        target = len(pairs) + rng.randint(lerp_int(difficulty, 0, n // 3), lerp_int(difficulty, 1, n // 2))
-        while len(pairs) < target:
+        size = len(pairs) + rng.randint(0, max(1, n // 6))
+        while len(pairs) < size:
             pairs.add(frozenset(rng.sample(order, 2)))
         edges = [[u, v] if rng.random() < 0.5 else [v, u] for u, v in sorted(sorted(p) for p in pairs)]
         rng.shuffle(edges)
         source = rng.randint(1, n)
         dist = bfs(edges, source)
         far = max(dist.values())
-        target_node = rng.choice(sorted(v for v, d in dist.items() if 2 * d >= far and v != source))
-        return {"n": n, "edges": edges, "source": source, "target": target_node}
+        target = rng.choice(sorted(v for v, d in dist.items() if 2 * d >= far and v != source))
+        return {"n": n, "edges": edges, "source": source, "target": target}
 
     def solve(self, instance: dict) -> str:
         return str(bfs(instance["edges"], instance["source"])[instance["target"]])

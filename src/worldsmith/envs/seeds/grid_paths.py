@@ -2,7 +2,7 @@
 
 A path starts in the top-left cell, ends in the bottom-right cell, moves only right or down and
 never enters a blocked cell. The grid is drawn as text rows, ``.`` open and ``#`` blocked; the
-corners are always open and at least one path exists. Difficulty scales the grid from 2..4 up to
+corners are always open and at least one path exists. Difficulty scales the grid from 3..4 up to
 12..18 rows and columns, with about a fifth of the cells blocked.
 """
 
@@ -23,7 +23,7 @@ class GridPaths(Environment):
     answer_format = "the number of paths"
 
     def generate(self, rng: random.Random, difficulty: float) -> dict:
-        low, high = lerp_int(difficulty, 2, 12), lerp_int(difficulty, 4, 18)
+        low, high = lerp_int(difficulty, 3, 12), lerp_int(difficulty, 4, 18)
         rows, cols = rng.randint(low, high), rng.randint(low, high)
         while True:
             grid = ["".join("#" if rng.random() < 0.2 else "." for _ in range(cols)) for _ in range(rows)]
@@ -49,7 +49,7 @@ class GridPaths(Environment):
 
     def render(self, instance: dict) -> str:
         grid = "\n".join(instance["grid"])
-        body = f"Count paths moving only right or down from top-left to bottom-right, avoiding #:\n{grid}"
+        body = f"Count right/down paths from top-left to bottom-right avoiding #:\n{grid}"
         return prompt_of(body, self.answer_format)
 
     def score(self, instance: dict, answer: str) -> float:

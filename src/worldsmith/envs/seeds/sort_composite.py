@@ -22,7 +22,7 @@ class SortComposite(Environment):
     name = "sort_composite"
     description = "Sort (name, a, b) records by a descending, b ascending, then name."
     oracle = "equality"
-    answer_format = "the names in order, comma-separated"
+    answer_format = "the sorted names, comma-separated"
 
     def generate(self, rng: random.Random, difficulty: float) -> dict:
         n = lerp_int(difficulty, 3, 40)
@@ -49,7 +49,7 @@ class SortComposite(Environment):
 
     def render(self, instance: dict) -> str:
         rows = "; ".join(f"{name} {a} {b}" for name, a, b in instance["records"])
-        body = f"Sort records (name a b) by a descending, then b ascending, then name: {rows}."
+        body = f"Sort by a descending, then b ascending, then name. Records (name a b): {rows}."
         return prompt_of(body, self.answer_format)
 
     def score(self, instance: dict, answer: str) -> float:
