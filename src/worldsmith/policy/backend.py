@@ -46,6 +46,8 @@ class Rollouts:
     behaviour_logp   (B, T) float32, log-prob of each sampled token under the sampling distribution
     texts            B decoded completions (special tokens removed)
     step_spans       per sequence, a list of (start, end) token spans of reasoning steps
+    finished         (B,) bool, True where the completion ended with EOS (False: cut at
+                     max_new_tokens); None when a backend does not say
     """
 
     prompt_ids: torch.Tensor
@@ -55,6 +57,7 @@ class Rollouts:
     behaviour_logp: torch.Tensor
     texts: list[str]
     step_spans: list[list[tuple[int, int]]] = field(default_factory=list)
+    finished: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -136,14 +136,20 @@ def load_policy(
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"policy folder {str(path)!r} does not exist")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if not ((path / "config.json").is_file() or (path / ADAPTER_CONFIG).is_file()):
+        raise FileNotFoundError(
+            f"{str(path)!r} holds no config.json or {ADAPTER_CONFIG}: not a policy folder"
+        )
+    tokenizer = load_tokenizer(path)
     kwargs = {"local_files_only": True, **_dtype_kwargs(dtype)}
     if (path / ADAPTER_CONFIG).is_file():
         from peft import PeftModel
 
         base_path = json.loads((path / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
         if not base_path or not Path(base_path).is_dir():
-            raise FileNotFoundError(f"LoRA adapter in {str(path)!r} names base {base_path!r}, not a local folder")
+            raise FileNotFoundError(
+                f"LoRA adapter in {str(path)!r} names base {base_path!r}, not a local folder"
+            )
         base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
         model = PeftModel.from_pretrained(base, path, is_trainable=True, local_files_only=True)
     else:
@@ -155,6 +161,28 @@ def load_policy(
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+#: Tokenizer classes that mean "exactly what tokenizer.json says".
+_GENERIC_TOKENIZERS = {"TokenizersBackend", "PreTrainedTokenizerFast"}
+
+
+def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained(path)``, except that a folder whose tokenizer_config names a
+    generic fast tokenizer gets exactly its tokenizer.json back.
+
+    transformers 5.x picks the tokenizer class from the model type for some models (qwen2 among
+    them), which would swap the char tokenizer's pre-tokenizer for Qwen's byte-level one.
+    """
+    path = Path(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    config_file = path / "tokenizer_config.json"
+    declared = json.loads(config_file.read_text()).get("tokenizer_class") if config_file.is_file() else None
+    if declared in _GENERIC_TOKENIZERS and type(tokenizer).__name__ not in _GENERIC_TOKENIZERS:
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    return tokenizer
 
 
 def save_policy(

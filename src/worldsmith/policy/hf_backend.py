@@ -1,0 +1,368 @@
+"""Sampling with a Hugging Face causal LM: a manual KV-cache decode loop, and per-token log-probs.
+
+``HFBackend.generate`` left-pads each batch of prompts, runs one prefill forward, then decodes one
+token per step with a ``DynamicCache``. Rows that emit EOS leave the decode batch at once (their
+cache rows are dropped), so a batch costs as much as its live sequences. Each sampled token's
+log-prob under the distribution it was drawn from is recorded as ``behaviour_logp``.
+
+``sequence_logprobs`` recomputes per-token log-probs of given completions in one forward pass,
+with gradients when called outside ``no_grad``; this is what a trainer differentiates.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+from transformers import DynamicCache, PreTrainedTokenizerBase
+
+from worldsmith.policy.backend import Rollouts, SamplingParams
+from worldsmith.policy.model import encode_prompts, eos_token_ids
+
+LogitsProcessor = Callable[[Tensor], Tensor]
+
+
+# --- model call conventions (transformers renamed ``past_key_values`` to ``cache`` in 5.x) ----------
+def _base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The HF model under DDP/FSDP (``.module``), ``torch.compile`` (``._orig_mod``) and peft."""
+    for _ in range(8):
+        if isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        elif hasattr(model, "peft_config") and callable(getattr(model, "get_base_model", None)):
+            model = model.get_base_model()
+        else:
+            break
+    return model
+
+
+@lru_cache(maxsize=64)
+def _forward_params(cls: type) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.forward).parameters)
+
+
+def _cache_kwarg(model: torch.nn.Module) -> str:
+    params = _forward_params(type(_base_model(model)))
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    return "logits_to_keep" in _forward_params(type(_base_model(model)))
+
+
+def _new_cache(model: torch.nn.Module) -> DynamicCache:
+    try:
+        return DynamicCache(config=_base_model(model).config)
+    except TypeError:
+        return DynamicCache()
+
+
+def _positions(mask: Tensor) -> Tensor:
+    """Position ids for a left-padded (or any) attention mask: 0 at each row's first real token."""
+    return (mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: str | torch.device = "cpu"
+) -> tuple[Tensor, Tensor]:
+    """``(ids, mask)`` of shape (B, P): each sequence right-aligned, mask True on real tokens."""
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        if len(s):
+            ids[i, width - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s) :] = True
+    return ids.to(device), mask.to(device)
+
+
+# --- the sampling distribution ------------------------------------------------------------------------
+def sampling_logprobs(logits: Tensor, params: SamplingParams) -> Tensor:
+    """Log-probs (N, V) of the distribution tokens are drawn from: logits / temperature, then the
+    top-k and top-p filters (filtered tokens get -inf). Greedy (temperature 0) returns the
+    temperature-1 log-softmax; its draw is the argmax."""
+    logits = logits.float()
+    if params.temperature == 0:
+        return torch.log_softmax(logits, dim=-1)
+    logits = logits / params.temperature
+    vocab = logits.shape[-1]
+    if 0 < params.top_k < vocab:
+        kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        mass_before = probs.cumsum(-1) - probs
+        drop_sorted = mass_before >= params.top_p
+        drop_sorted[:, 0] = False
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.log_softmax(logits, dim=-1)
+
+
+def _draw(logp: Tensor, params: SamplingParams, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    if params.temperature == 0:
+        tokens = logp.argmax(dim=-1)
+    else:
+        tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+# --- the backend --------------------------------------------------------------------------------------
+class HFBackend:
+    """A ``GenerationBackend`` over an in-process HF causal LM (plain or peft-wrapped).
+
+    ``logits_processor`` (optional) maps raw next-token logits (N, V) to new logits before
+    temperature, top-k and top-p; ``behaviour_logp`` is then taken under the processed
+    distribution (e.g. a processor leaving k tokens at 0 and the rest at -inf samples uniformly
+    and records log(1/k)).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        logits_processor: LogitsProcessor | None = None,
+        eos_ids: Sequence[int] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.logits_processor = logits_processor
+        self.eos_ids = list(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.eos_ids[0])
+        self._newline_ids: frozenset[int] | None = None
+
+    # public -----------------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: list[str],
+        params: SamplingParams,
+        *,
+        logits_processor: LogitsProcessor | None = None,
+    ) -> Rollouts:
+        """Sample one completion per prompt. ``logits_processor`` overrides the backend's own."""
+        if not prompts:
+            raise ValueError("generate needs at least one prompt")
+        processor = logits_processor if logits_processor is not None else self.logits_processor
+        encoded = encode_prompts(self.tokenizer, list(prompts))
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(params.seed))
+        # longest prompts first, so each batch holds prompts of similar length
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        results: dict[int, tuple[list[int], list[float], bool]] = {}
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                out = self._generate_batch([encoded[i] for i in chunk], params, generator, processor)
+                for i, row in zip(chunk, out):
+                    results[i] = row
+        finally:
+            self.model.train(was_training)
+        return self._assemble(encoded, [results[i] for i in range(len(encoded))])
+
+    def __call__(self, prompts: list[str], params: SamplingParams) -> Rollouts:
+        return self.generate(prompts, params)
+
+    # internals --------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _generate_batch(
+        self,
+        prompt_ids: list[list[int]],
+        params: SamplingParams,
+        generator: torch.Generator | None,
+        processor: LogitsProcessor | None,
+    ) -> list[tuple[list[int], list[float], bool]]:
+        model, device = self.model, self.device
+        cache_kw = _cache_kwarg(model)
+        keep = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+        ids, mask = left_pad(prompt_ids, self.pad_id, device)
+        b, steps = ids.shape[0], params.max_new_tokens
+        cache = _new_cache(model)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask.long(),
+            position_ids=_positions(mask),
+            use_cache=True,
+            **{cache_kw: cache},
+            **keep,
+        )
+        logits = out.logits[:, -1, :]
+        eos = torch.tensor(self.eos_ids, device=device)
+        tokens = torch.full((b, steps), self.pad_id, dtype=torch.long, device=device)
+        logps = torch.zeros((b, steps), dtype=torch.float32, device=device)
+        lengths = torch.full((b,), steps, dtype=torch.long, device=device)
+        finished = torch.zeros(b, dtype=torch.bool, device=device)
+        live = torch.arange(b, device=device)
+        attn = mask.long()
+        next_pos = _positions(mask)[:, -1] + 1
+        for t in range(steps):
+            if processor is not None:
+                logits = processor(logits)
+            tok, lp = _draw(sampling_logprobs(logits, params), params, generator)
+            tokens[live, t] = tok
+            logps[live, t] = lp
+            done = torch.isin(tok, eos)
+            any_done = bool(done.any())
+            if any_done:
+                lengths[live[done]] = t + 1
+                finished[live[done]] = True
+            if t == steps - 1 or (any_done and bool(done.all())):
+                break
+            if any_done:
+                rows = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(rows)
+                live, tok, attn, next_pos = live[rows], tok[rows], attn[rows], next_pos[rows]
+            attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
+            out = model(
+                input_ids=tok[:, None],
+                attention_mask=attn,
+                position_ids=next_pos[:, None],
+                use_cache=True,
+                **{cache_kw: cache},
+            )
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+        tokens, logps, lengths, finished = (
+            tokens.tolist(),
+            logps.tolist(),
+            lengths.tolist(),
+            finished.tolist(),
+        )
+        return [(tokens[i][: lengths[i]], logps[i][: lengths[i]], finished[i]) for i in range(b)]
+
+    def _assemble(
+        self, encoded: list[list[int]], rows: list[tuple[list[int], list[float], bool]]
+    ) -> Rollouts:
+        # built outside inference_mode: the trainer may feed these tensors into autograd
+        prompt_ids, prompt_mask = left_pad(encoded, self.pad_id, self.device)
+        width = max(len(r[0]) for r in rows)
+        b = len(rows)
+        completion_ids = torch.full((b, width), self.pad_id, dtype=torch.long, device=self.device)
+        completion_mask = torch.zeros((b, width), dtype=torch.bool, device=self.device)
+        behaviour = torch.zeros((b, width), dtype=torch.float32, device=self.device)
+        texts, spans = [], []
+        eos = set(self.eos_ids)
+        for i, (toks, lp, _) in enumerate(rows):
+            n = len(toks)
+            completion_ids[i, :n] = torch.tensor(toks, dtype=torch.long, device=self.device)
+            completion_mask[i, :n] = True
+            behaviour[i, :n] = torch.tensor(lp, dtype=torch.float32, device=self.device)
+            body = toks[:-1] if toks and toks[-1] in eos else toks
+            texts.append(self.decode(body))
+            spans.append(self.step_spans(body))
+        return Rollouts(
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            behaviour_logp=behaviour,
+            texts=texts,
+            step_spans=spans,
+            finished=torch.tensor([r[2] for r in rows], dtype=torch.bool, device=self.device),
+        )
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Completion text: special tokens dropped, added tokens such as ``<answer>`` kept."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def step_spans(self, ids: Sequence[int]) -> list[tuple[int, int]]:
+        """Token spans ``[start, end)`` of the completed lines in ``ids`` (end includes the newline
+        token); blank lines are skipped and a last line without a newline is not a step."""
+        newline = self._newlines()
+        spans, start, content = [], 0, False
+        for t, tok in enumerate(ids):
+            if tok in newline:
+                if content:
+                    spans.append((start, t + 1))
+                start, content = t + 1, False
+            else:
+                content = True
+        return spans
+
+    def _newlines(self) -> frozenset[int]:
+        if self._newline_ids is None:
+            vocab = len(self.tokenizer)
+            pieces = self.tokenizer.batch_decode(
+                [[i] for i in range(vocab)], clean_up_tokenization_spaces=False
+            )
+            self._newline_ids = frozenset(i for i, p in enumerate(pieces) if "\n" in p)
+        return self._newline_ids
+
+
+# --- recomputing log-probs for training ---------------------------------------------------------------
+def sequence_logprobs(
+    model: torch.nn.Module,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    temperature: float = 1.0,
+    chunk: int | None = None,
+    return_hidden: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Per-token log-probs (B, T) float32 of ``completion_ids`` given ``prompt_ids``, one forward.
+
+    Prompts are left-padded and completions right-padded, as in ``Rollouts``; positions where
+    ``completion_mask`` is False hold 0. ``temperature`` divides the logits first (use the
+    sampling temperature to match ``behaviour_logp`` of plain temperature sampling). ``chunk``
+    bounds how many completion positions go through the log-softmax at once (peak memory for large
+    vocabularies). With ``return_hidden``, also returns the final hidden states (B, T, d) fed to
+    the LM head at the positions that predict each completion token.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    t_len = completion_ids.shape[1]
+    if t_len == 0:
+        empty = torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
+        if not return_hidden:
+            return empty
+        d = _base_model(model).config.hidden_size
+        return empty, torch.zeros((*completion_ids.shape, d), device=completion_ids.device)
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    mask = torch.cat([prompt_mask.bool(), completion_mask.bool()], dim=1)
+    keep = {"logits_to_keep": t_len + 1} if _keeps_logits(model) else {}
+    captured: list[Tensor] = []
+    handle = None
+    if return_hidden:
+        head = _base_model(model).get_output_embeddings()
+        handle = head.register_forward_hook(lambda _m, args, _o: captured.append(args[0]))
+    try:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=mask.long(),
+            position_ids=_positions(mask),
+            use_cache=False,
+            **keep,
+        )
+    finally:
+        if handle is not None:
+            handle.remove()
+    logits = out.logits[:, -(t_len + 1) : -1, :]
+    step = chunk or t_len
+    pieces = []
+    for s in range(0, t_len, step):
+        part = logits[:, s : s + step, :].float()
+        if temperature != 1.0:
+            part = part / temperature
+        target = completion_ids[:, s : s + step, None]
+        pieces.append(part.gather(-1, target).squeeze(-1) - torch.logsumexp(part, dim=-1))
+    logp = torch.cat(pieces, dim=1).masked_fill(~completion_mask.bool(), 0.0)
+    if not return_hidden:
+        return logp
+    hidden = captured[-1][:, -(t_len + 1) : -1, :]
+    return logp, hidden
