@@ -25,7 +25,8 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow tests
 
 demo: setup
-	$(BIN)/worldsmith envs tour --seed $(SEED)
+	rm -rf $(OUT)
+	$(BIN)/worldsmith quickstart --out $(OUT) --seed $(SEED)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

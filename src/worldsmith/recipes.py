@@ -65,6 +65,8 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
               evaluate_before: bool = False) -> dict:
     """Build (or resume) a run, train it, evaluate on held-out seeds, write summary and plot."""
     torch.manual_seed(cfg.train.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     run = RunDir(out)
     if not resume and (run.metrics_path.exists() or run.latest_checkpoint()):
         raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or choose another --out")
@@ -112,10 +114,11 @@ def quickstart_config(seed: int = 0) -> RunConfig:
     from worldsmith.configuration import build
 
     return build(RunConfig, {
+        "threads": 1,
         "model": {"init_seed": seed},
         "pool": [{"name": "arithmetic_chain", "difficulty": 0.0}],
         "sampling": {"max_new_tokens": 16, "temperature": 1.0},
-        "sft": {"examples": 2000, "epochs": 1, "lr": 3e-3, "batch_size": 64},
+        "sft": {"examples": 4000, "epochs": 2, "lr": 3e-3, "batch_size": 16},
         "optim": {"lr": 1e-3, "grad_clip": 1.0},
         "train": {"steps": 60, "prompts_per_step": 32, "group_size": 8, "minibatch_size": 256,
                   "microbatch_size": 256, "checkpoint_every": 20, "seed": seed},

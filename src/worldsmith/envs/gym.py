@@ -1,1 +1,389 @@
-"""Placeholder replaced by the reasoning-gym adapter."""
+"""reasoning-gym datasets as worldsmith environments: ``worldsmith.envs.get("rg:<dataset>")``.
+
+Every dataset reasoning-gym registers becomes an environment named ``rg:<dataset>``:
+
+- **sampling** is deterministic per (seed, difficulty): the environment's RNG (seeded from a stable
+  hash of the name and the seed) draws the dataset seed, and the instance is item 0 of the dataset
+  built with that seed. Datasets are built once per difficulty level and copied per sample when
+  their construction does not depend on the seed (checked, not assumed).
+- **difficulty** in [0, 1] is mapped onto the dataset's curriculum where reasoning-gym defines one:
+  each curriculum attribute with ``n`` levels gets level ``min(n - 1, floor(difficulty * n))``, and
+  the configuration covers only that level's range. Levels whose configuration reasoning-gym
+  cannot build or generate from fall back to the cumulative range, then to the level below.
+  Datasets without a curriculum ignore difficulty (their description says so).
+- **grading** is worldsmith's strict extraction (the last ``<answer>...</answer>``) followed by an
+  exact comparison after trimming and collapsing whitespace: full credit on an exact match, none
+  otherwise. reasoning-gym's own ``score_answer`` is never called unless asked for with
+  ``make(dataset, use_rg_scorer=True)``: several of its scorers give partial credit and some run
+  ``eval`` on the answer (see docs/reasoning-gym.md).
+
+reasoning-gym is imported only when an ``rg:`` name is resolved, never by ``import worldsmith``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import random
+import threading
+from typing import Any, ClassVar
+
+from worldsmith.envs.contract import Environment, prompt_of
+from worldsmith.envs.registry import UnknownEnvironment, register_family
+
+PREFIX = "rg"
+INSTALL_HINT = "reasoning-gym is not installed; pip install 'worldsmith[gym]'"
+#: reasoning-gym answers can be long (move lists, grids); still bounded well below a response.
+MAX_ANSWER_CHARS = 100_000
+#: How many derived dataset seeds a sample tries when reasoning-gym fails to generate an item.
+GENERATION_ATTEMPTS = 4
+_PROBE_SEED = 1_000_003
+_MAX_METADATA_DEPTH = 40
+
+
+class ReasoningGymUnavailable(ImportError):
+    """reasoning-gym is not installed; the message is one line saying how to install it."""
+
+
+def _factory():
+    try:
+        import reasoning_gym.factory as factory
+    except ImportError:
+        raise ReasoningGymUnavailable(INSTALL_HINT) from None
+    return factory
+
+
+def datasets() -> list[str]:
+    """Names of the reasoning-gym datasets (usable as ``rg:<name>``), sorted."""
+    return sorted(_factory().DATASETS)
+
+
+# --- building datasets --------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _state(dataset: object) -> dict:
+    skip = {"seed", "config", "size", "_current_idx"}
+    return {k: v for k, v in vars(dataset).items() if k not in skip}
+
+
+def _same(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. numpy arrays, whose == is elementwise
+        return False
+
+
+@dataclasses.dataclass
+class _Template:
+    """A built dataset for one difficulty level; ``make(seed)`` gives the dataset for a seed."""
+
+    dataset_cls: type
+    config: Any
+    dataset: Any
+    copyable: bool
+    level_note: str
+    answerless: bool = False
+
+    def make(self, seed: int):
+        config = dataclasses.replace(self.config, seed=seed)
+        if not self.copyable:
+            return self.dataset_cls(config=config)
+        dataset = copy.copy(self.dataset)
+        dataset.seed = seed
+        dataset.config = config
+        return dataset
+
+
+class _Source:
+    """One reasoning-gym dataset: its classes, its curriculum and its built templates (cached)."""
+
+    def __init__(self, name: str, factory) -> None:
+        self.name = name
+        self.dataset_cls, self.config_cls = factory.DATASETS[name]
+        self.factory = factory
+        self.has_curriculum = name in factory.CURRICULA
+        self.level_counts: dict[str, int] = {}
+        if self.has_curriculum:
+            curriculum = factory.create_curriculum(name)
+            self.level_counts = {attr: len(d.levels) for attr, d in curriculum.attributes.items()}
+        self.lock = threading.Lock()
+        self.templates: dict[tuple, _Template] = {}
+
+    def levels_for(self, difficulty: float) -> tuple[tuple[str, int], ...]:
+        return tuple(
+            (attr, min(n - 1, int(math.floor(difficulty * n)))) for attr, n in self.level_counts.items()
+        )
+
+    def template(self, levels: tuple[tuple[str, int], ...]) -> _Template:
+        found = self.templates.get(levels)
+        if found is not None:
+            return found
+        with self.lock:
+            found = self.templates.get(levels)
+            if found is None:
+                found = self.templates[levels] = self._build(levels)
+        return found
+
+    def _configs(self, levels: tuple[tuple[str, int], ...]):
+        """Candidate configurations for ``levels``, best first, each with a note."""
+        if self.has_curriculum:
+            from reasoning_gym.coaching.base_curriculum import DefaultCurriculumContext, RangeAttributeMode
+
+            modes = (RangeAttributeMode.UPPER_BOUND, RangeAttributeMode.INCLUSIVE)
+            top = max((level for _, level in levels), default=0)
+            for step in range(top + 1):
+                lowered = {attr: max(0, level - step) for attr, level in levels}
+                for mode in modes:
+                    def build(lowered=lowered, mode=mode):
+                        curriculum = self.factory.create_curriculum(self.name)
+                        for attr, level in lowered.items():
+                            curriculum.set_attr_level(attr, level)
+                        context = DefaultCurriculumContext(mode=mode)
+                        return curriculum.generate_configuration({"seed": _PROBE_SEED, "size": 1}, context)
+
+                    note = f"levels {lowered} ({mode.value})" if step == 0 else f"levels {lowered} ({mode.value}, lowered)"
+                    yield note, build
+        yield "default configuration", lambda: self.config_cls(seed=_PROBE_SEED, size=1)
+
+    def _build(self, levels: tuple[tuple[str, int], ...]) -> _Template:
+        last: BaseException | None = None
+        for note, build in self._configs(levels):
+            try:
+                config = build()
+                dataset = self.dataset_cls(config=config)
+                item = dataset[0]
+                # copying is safe only if construction does not depend on the seed: compare the
+                # state built from a few other seeds, then one item against a fresh build
+                others = [self.dataset_cls(config=dataclasses.replace(config, seed=_PROBE_SEED + k)) for k in (1, 2, 3)]
+                copyable = all(_same(_state(other), _state(others[0])) for other in others[1:])
+                other = others[0]
+                if copyable:  # the copy must give exactly what a fresh build gives
+                    probe = _Template(self.dataset_cls, config, dataset, True, note).make(_PROBE_SEED + 1)[0]
+                    expected = other[0]
+                    copyable = _same(probe.get("question"), expected.get("question")) and _same(
+                        probe.get("answer"), expected.get("answer")
+                    )
+                answerless = item.get("answer") is None
+                return _Template(self.dataset_cls, config, dataset, copyable, note, answerless)
+            except Exception as exc:  # reasoning-gym raises assertion and value errors for bad levels
+                last = exc
+        assert last is not None
+        raise ValueError(f"rg:{self.name}: reasoning-gym could not build the dataset ({_one_line(last)})")
+
+    def item(self, levels: tuple[tuple[str, int], ...], seed: int) -> tuple[int, dict]:
+        """``(dataset seed used, item)`` for ``seed``; a failing seed is replaced by derived ones."""
+        template = self.template(levels)
+        last: BaseException | None = None
+        for attempt in range(GENERATION_ATTEMPTS):
+            used = seed if attempt == 0 else random.Random(f"{self.name}:{seed}:{attempt}").getrandbits(32)
+            try:
+                return used, template.make(used)[0]
+            except Exception as exc:
+                last = exc
+        assert last is not None
+        raise RuntimeError(f"rg:{self.name}: reasoning-gym failed to generate an item ({_one_line(last)})")
+
+
+_SOURCES: dict[str, _Source] = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def _source(name: str) -> _Source:
+    found = _SOURCES.get(name)
+    if found is None:
+        factory = _factory()
+        with _SOURCES_LOCK:
+            found = _SOURCES.get(name)
+            if found is None:
+                found = _SOURCES[name] = _Source(name, factory)
+    return found
+
+
+# --- plain data ---------------------------------------------------------------------------------
+
+_DROP = object()
+
+
+def json_safe(value: object, dropped: list[str] | None = None, path: str = "", depth: int = 0) -> object:
+    """``value`` as plain JSON data: tuples become lists, numeric keys strings, numpy values
+    Python numbers; anything else (objects, non-finite floats, sets of mixed types) is dropped and
+    its path appended to ``dropped``. Returns ``_DROP`` for a dropped top-level value."""
+    if depth > _MAX_METADATA_DEPTH:
+        return _dropped(dropped, path)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value if type(value) in (bool, int, str, type(None)) else _plain_scalar(value, dropped, path)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else _dropped(dropped, path)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if isinstance(key, str):
+                name = str(key)
+            elif isinstance(key, (bool, int, float)) or key is None:
+                name = str(key) if not isinstance(key, float) or math.isfinite(key) else None
+            else:
+                name = None
+            if name is None:
+                _dropped(dropped, f"{path}.{key!r}")
+                continue
+            converted = json_safe(item, dropped, f"{path}.{name}", depth + 1)
+            if converted is not _DROP:
+                out[name] = converted
+        return out
+    if isinstance(value, (list, tuple)):
+        items = (json_safe(x, dropped, f"{path}[{i}]", depth + 1) for i, x in enumerate(value))
+        return [x for x in items if x is not _DROP]
+    if isinstance(value, (set, frozenset)):
+        try:
+            ordered = sorted(value)
+        except TypeError:
+            return _dropped(dropped, path)
+        return json_safe(ordered, dropped, path, depth)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return json_safe(value.tolist(), dropped, path, depth + 1)
+    return _dropped(dropped, path)
+
+
+def _plain_scalar(value: object, dropped: list[str] | None, path: str) -> object:
+    for kind in (bool, int, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return _dropped(dropped, path)
+
+
+def _dropped(dropped: list[str] | None, path: str) -> object:
+    if dropped is not None:
+        dropped.append(path or ".")
+    return _DROP
+
+
+def normalize(text: str) -> str:
+    """Trim and collapse runs of whitespace to one space."""
+    return " ".join(text.split())
+
+
+# --- the environment ----------------------------------------------------------------------------
+
+
+class ReasoningGymEnvironment(Environment):
+    """Base class of the ``rg:<dataset>`` environments; ``make`` creates one subclass per dataset."""
+
+    dataset: ClassVar[str] = ""
+    use_rg_scorer: ClassVar[bool] = False
+    oracle = "equality"
+    answer_format = "the final answer"
+    max_answer_chars = MAX_ANSWER_CHARS
+
+    def generate(self, rng: random.Random, difficulty: float) -> dict:
+        source = _source(self.dataset)
+        levels = source.levels_for(difficulty)
+        used, item = source.item(levels, rng.getrandbits(32))
+        answer = item.get("answer")
+        if answer is None and not self.use_rg_scorer:
+            raise ValueError(f"{self.name}: item has no reference answer")
+        dropped: list[str] = []
+        metadata = json_safe(item.get("metadata") or {}, dropped, "metadata")
+        data = {
+            "dataset": self.dataset,
+            "rg_seed": used,
+            "levels": dict(levels),
+            "question": str(item["question"]),
+            "answer": None if answer is None else str(answer),
+            "metadata": metadata if isinstance(metadata, dict) else {},
+        }
+        if dropped:
+            data["dropped_metadata"] = dropped
+        return data
+
+    def solve(self, instance: dict) -> str:
+        answer = instance["answer"]
+        return "" if answer is None else answer
+
+    def render(self, instance: dict) -> str:
+        return prompt_of(instance["question"], self.answer_format)
+
+    def score(self, instance: dict, answer: str) -> float:
+        if self.use_rg_scorer:
+            return self._rg_score(instance, answer)
+        reference = instance["answer"]
+        if reference is None:
+            return 0.0
+        return float(normalize(answer) == normalize(reference))
+
+    def _rg_score(self, instance: dict, answer: str) -> float:
+        """reasoning-gym's own scorer, on the item regenerated exactly (metadata included)."""
+        source = _source(self.dataset)
+        levels = tuple((attr, int(level)) for attr, level in instance["levels"].items())
+        dataset = source.template(levels).make(int(instance["rg_seed"]))
+        entry = dataset[0]
+        return float(dataset.score_answer(answer, entry))
+
+
+_CLASSES: dict[tuple[str, bool], type[ReasoningGymEnvironment]] = {}
+_CLASSES_LOCK = threading.Lock()
+
+
+def _describe(source: _Source) -> str:
+    if source.has_curriculum:
+        attrs = ", ".join(f"{a} ({n} levels)" for a, n in source.level_counts.items())
+        how = f"difficulty maps onto its curriculum: {attrs}"
+    else:
+        how = "it has no curriculum, so difficulty is ignored"
+    return f"reasoning-gym dataset {source.name!r}; {how}; graded by exact match after whitespace normalization"
+
+
+def make(dataset: str, *, use_rg_scorer: bool = False) -> ReasoningGymEnvironment:
+    """The environment ``rg:<dataset>``.
+
+    ``use_rg_scorer=True`` grades with reasoning-gym's ``score_answer`` instead of exact matching:
+    partial credit, and for some datasets ``eval`` of the answer text. Opt in knowingly.
+    """
+    factory = _factory()
+    if not isinstance(dataset, str) or dataset not in factory.DATASETS:
+        names = list(factory.DATASETS)
+        close = difflib.get_close_matches(str(dataset), names, n=3, cutoff=0.6) if isinstance(dataset, str) else []
+        hint = f"; did you mean {', '.join(f'{PREFIX}:{c}' for c in close)}?" if close else (
+            f"; {len(names)} datasets are available, see worldsmith.envs.gym.datasets()"
+        )
+        raise UnknownEnvironment(f"unknown reasoning-gym dataset {dataset!r}{hint}")
+    key = (dataset, bool(use_rg_scorer))
+    cls = _CLASSES.get(key)
+    if cls is None:
+        source = _source(dataset)
+        template = source.template(source.levels_for(0.0))  # a dataset that cannot be built fails here
+        if template.answerless and not use_rg_scorer:
+            raise ValueError(
+                f"rg:{dataset} has no reference answers (its scorer checks validity instead), so exact "
+                f"grading cannot work; use worldsmith.envs.gym.make({dataset!r}, use_rg_scorer=True)"
+            )
+        with _CLASSES_LOCK:
+            cls = _CLASSES.get(key)
+            if cls is None:
+                description = _describe(source)
+                if use_rg_scorer:
+                    description = description.replace(
+                        "graded by exact match after whitespace normalization", "graded by reasoning-gym's own scorer"
+                    )
+                cls = type(
+                    f"RG_{dataset}",
+                    (ReasoningGymEnvironment,),
+                    {
+                        "name": f"{PREFIX}:{dataset}",
+                        "dataset": dataset,
+                        "use_rg_scorer": bool(use_rg_scorer),
+                        "description": description,
+                        "__module__": __name__,
+                    },
+                )
+                _CLASSES[key] = cls
+    return cls()
+
+
+register_family(PREFIX, make)

@@ -204,7 +204,15 @@ def save_policy(
         to_save = model
         if is_peft_model(model) and merge_lora:
             to_save = copy.deepcopy(model).merge_and_unload()
-        to_save.save_pretrained(tmp)
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a per-shard bar is noise for small policies
+        try:
+            to_save.save_pretrained(tmp)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(tmp)
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"

@@ -95,6 +95,9 @@ class EvalSection(Strict):
 class RunConfig(Strict):
     """Everything `worldsmith train` needs; written in full to the run folder as config.yaml."""
 
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads (0 = torch's default). Tiny models run fastest on 1 thread."
+    )
     model: ModelSection = Field(default_factory=ModelSection)
     pool: list[PoolEntry] = Field(
         default_factory=lambda: [PoolEntry(name="arithmetic_chain")],

@@ -12,6 +12,7 @@ SEED_MODULES = (
     "graph_coloring",
     "sat_planted",
     "topo_order",
+    "fraction_sum",
 )
 
 for _module in SEED_MODULES:

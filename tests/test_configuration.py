@@ -1,0 +1,69 @@
+"""Config loading: YAML, dotted overrides, one-line errors naming the key."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from worldsmith import configuration as C
+from worldsmith.rl.config import RunConfig
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train: {steps: 7}\npool: [{name: gcd_euclid, difficulty: 0.5}]\n")
+    cfg = C.load(RunConfig, path, ["optim.lr=3e-4", "train.loss_cfg.clip_high=0.28", "sampling.top_k=5"])
+    assert cfg.train.steps == 7 and cfg.optim.lr == 3e-4
+    assert cfg.train.loss_cfg.clip_high == 0.28 and cfg.sampling.top_k == 5
+    assert cfg.pool[0].name == "gcd_euclid" and cfg.pool[0].difficulty == 0.5
+    C.dump(cfg, tmp_path / "resolved.yaml")
+    again = C.load(RunConfig, tmp_path / "resolved.yaml")
+    assert again == cfg
+    assert "advantage_cfg" in yaml.safe_load((tmp_path / "resolved.yaml").read_text())["train"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lrr=1", "train.lrr: unknown key"),
+        ("train.advantage=grpox", "train.advantage: unknown advantage 'grpox'; valid: dr_grpo, grpo, rloo"),
+        ("pool=[{name: arith}]", "pool: unknown environment 'arith'"),
+        ("optim.lr=-1", "optim.lr: Input should be greater than 0"),
+        ("train.steps=x", "train.steps: Input should be a valid integer"),
+        ("train.loss_cfg.aggregation=mean", "train.loss_cfg.aggregation"),
+        ("nokey", "not key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(C.ConfigError) as info:
+        C.load(RunConfig, None, [override])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_shipped_configs_validate():
+    import pathlib
+
+    for path in (pathlib.Path(__file__).parents[1] / "configs").glob("*.yaml"):
+        C.load(RunConfig, path)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "missing.yaml", "--out", "x"], "config file not found"),
+        (["train", "configs/grpo_arithmetic.yaml", "train.stepz=3", "--out", "x"], "train.stepz: unknown key"),
+        (["eval", "--model", "/nonexistent", "--env", "gcd_euclid"], "--model"),
+        (["eval", "--model", "/nonexistent", "--env", "gcd_euclid@2"], "difficulty"),
+        (["quickstart", "train.steps=0"], "train.steps"),
+    ],
+)
+def test_cli_config_errors_are_one_line(args, fragment):
+    import pathlib
+
+    root = pathlib.Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "-m", "worldsmith.cli", *args], capture_output=True, text=True,
+                         timeout=120, cwd=root)
+    assert out.returncode == 2, out.stderr
+    assert fragment in out.stderr and out.stderr.count("\n") == 1, out.stderr
