@@ -161,6 +161,8 @@ def _run_training(cfg, out, resume, evaluate_before):
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load_run_config(args.config, args.overrides)
     summary = _run_training(cfg, args.out, args.resume, evaluate_before=args.eval_before)
+    if not summary:  # a non-main process of a multi-process run
+        return 0
     _print_before_after(summary)
     print(f"run folder: {args.out}")
     return 0

@@ -87,6 +87,8 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
     trainer = Trainer(cfg, model, tokenizer, ref_model=ref)
     resumed_from = trainer.step_index if resume and trainer.resume(run) else None
     rows = trainer.fit(run, progress=progress)
+    if not trainer.acc.is_main_process:
+        return {}  # the main process evaluates and writes the summary
     policy = trainer.acc.unwrap_model(trainer.model)
     save_policy(policy, tokenizer, run.root / "policy")
     after = eval_policy(cfg, policy, tokenizer, progress)

@@ -30,6 +30,9 @@ def plot_training(rows: list[dict], path: str | pathlib.Path, title: str = "") -
                 w = max(2, len(ys) // 20)
                 smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
                 ax.plot(xs, smooth, lw=2, color="tab:blue")
+        elif key == "kl":
+            ax.text(0.5, 0.5, "no reference model\n(train.loss_cfg.kl_coef = 0)", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
         if key == "accuracy/train":
             evals = [(r["step"], r["eval/accuracy_sampled"]) for r in rows if r.get("eval/accuracy_sampled") is not None]
             if evals:

@@ -90,6 +90,9 @@ class Trainer:
     def __init__(self, cfg: RunConfig, model, tokenizer, ref_model=None, accelerator: Accelerator | None = None):
         self.cfg = cfg
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        if cfg.train.prompts_per_step % self.acc.num_processes:
+            raise ValueError(f"train.prompts_per_step ({cfg.train.prompts_per_step}) must be divisible by "
+                             f"the number of processes ({self.acc.num_processes})")
         self.tokenizer = tokenizer
         trainable = [p for p in model.parameters() if p.requires_grad]
         o = cfg.optim
