@@ -86,14 +86,24 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
         ref, _ = load_policy(run.root / "policy_init")
     trainer = Trainer(cfg, model, tokenizer, ref_model=ref)
     resumed_from = trainer.step_index if resume and trainer.resume(run) else None
-    rows = trainer.fit(run, progress=progress)
+    def periodic_eval(trainer: Trainer, row: dict) -> None:
+        every = cfg.train.eval_every
+        if every and (row["step"] + 1) % every == 0 and row["step"] + 1 < cfg.train.steps:
+            result = eval_policy(cfg, trainer.acc.unwrap_model(trainer.model), tokenizer, progress=False)
+            row["eval/accuracy_sampled"] = result["accuracy_sampled"]
+            row["eval/accuracy_greedy"] = result["accuracy_greedy"]
+
+    rows = trainer.fit(run, progress=progress, on_step=periodic_eval)
     if not trainer.acc.is_main_process:
         return {}  # the main process evaluates and writes the summary
     policy = trainer.acc.unwrap_model(trainer.model)
     save_policy(policy, tokenizer, run.root / "policy")
     after = eval_policy(cfg, policy, tokenizer, progress)
     all_rows = run.read_metrics()
-    plot_training(all_rows, run.root / "training.png", title=f"worldsmith GRPO ({', '.join(p.name for p in cfg.pool)})")
+    held_out = [(0, before["accuracy_sampled"])] if before else []
+    held_out.append((trainer.step_index, after["accuracy_sampled"]))
+    plot_training(all_rows, run.root / "training.png", held_out=held_out,
+                  title=f"worldsmith GRPO ({', '.join(p.name for p in cfg.pool)})")
     phases = {k.removeprefix("time/"): sum(r.get(k, 0.0) for r in all_rows) / max(1, len(all_rows))
               for k in all_rows[0] if k.startswith("time/")} if all_rows else {}
     summary = {

@@ -17,8 +17,10 @@ PANELS = (
 )
 
 
-def plot_training(rows: list[dict], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
-    """Reward, accuracy, entropy and KL against step, one panel each; eval points overlaid."""
+def plot_training(rows: list[dict], path: str | pathlib.Path, title: str = "",
+                  held_out: list[tuple[int, float]] = ()) -> pathlib.Path:
+    """Reward, accuracy, entropy and KL against step, one panel each; held-out (step, sampled
+    accuracy) points, e.g. before and after training, overlaid on the accuracy panel."""
     path = pathlib.Path(path)
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
     for ax, (key, label) in zip(axes.flat, PANELS):
@@ -35,6 +37,7 @@ def plot_training(rows: list[dict], path: str | pathlib.Path, title: str = "") -
                     transform=ax.transAxes, color="gray")
         if key == "accuracy/train":
             evals = [(r["step"], r["eval/accuracy_sampled"]) for r in rows if r.get("eval/accuracy_sampled") is not None]
+            evals = sorted([*evals, *held_out])
             if evals:
                 ax.plot(*zip(*evals), "o-", color="tab:orange", label="held-out (sampled)")
                 ax.legend(loc="lower right", fontsize=8)
