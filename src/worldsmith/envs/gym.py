@@ -157,34 +157,51 @@ class _Source:
         for note, build in self._configs(levels):
             try:
                 config = build()
-                dataset = self.dataset_cls(config=config)
-                item = dataset[0]
-                # copying is safe only if construction does not depend on the seed: compare the
-                # state built from a few other seeds, then one item against a fresh build
-                others = [self.dataset_cls(config=dataclasses.replace(config, seed=_PROBE_SEED + k)) for k in (1, 2, 3)]
-                copyable = all(_same(_state(other), _state(others[0])) for other in others[1:])
-                other = others[0]
-                if copyable:  # the copy must give exactly what a fresh build gives
-                    probe = _Template(self.dataset_cls, config, dataset, True, note).make(_PROBE_SEED + 1)[0]
-                    expected = other[0]
-                    copyable = _same(probe.get("question"), expected.get("question")) and _same(
-                        probe.get("answer"), expected.get("answer")
-                    )
-                answerless = item.get("answer") is None
-                return _Template(self.dataset_cls, config, dataset, copyable, note, answerless)
+                dataset = self.dataset_cls(config=config)  # validates the configuration
             except Exception as exc:  # reasoning-gym raises assertion and value errors for bad levels
                 last = exc
+                continue
+            seed, item, failure = self._probe(config)
+            if item is None:
+                last = failure
+                continue
+            copyable = self._copyable(config, dataset, seed, item)
+            return _Template(self.dataset_cls, config, dataset, copyable, note, item.get("answer") is None)
         assert last is not None
         raise ValueError(f"rg:{self.name}: reasoning-gym could not build the dataset ({_one_line(last)})")
 
-    def item(self, levels: tuple[tuple[str, int], ...], seed: int) -> tuple[int, dict]:
-        """``(dataset seed used, item)`` for ``seed``; a failing seed is replaced by derived ones."""
+    def _probe(self, config) -> tuple[int, dict | None, BaseException | None]:
+        """A seed and the item a fresh build gives for it; generation may fail for some seeds."""
+        failure: BaseException | None = None
+        for attempt in range(GENERATION_ATTEMPTS):
+            seed = _PROBE_SEED + 7919 * attempt
+            try:
+                return seed, self.dataset_cls(config=dataclasses.replace(config, seed=seed))[0], None
+            except Exception as exc:
+                failure = exc
+        return 0, None, failure
+
+    def _copyable(self, config, dataset, seed: int, item: dict) -> bool:
+        """Whether copying ``dataset`` and changing its seed gives what a fresh build gives: the
+        state built from a few other seeds must be identical, and the copy must reproduce ``item``."""
+        try:
+            others = [self.dataset_cls(config=dataclasses.replace(config, seed=seed + k)) for k in (1, 2, 3)]
+            if not all(_same(_state(other), _state(others[0])) for other in others[1:]):
+                return False
+            copied = _Template(self.dataset_cls, config, dataset, True, "").make(seed)[0]
+        except Exception:
+            return False
+        return _same(copied.get("question"), item.get("question")) and _same(copied.get("answer"), item.get("answer"))
+
+    def item(self, levels: tuple[tuple[str, int], ...], seed: int) -> tuple[int, dict, str]:
+        """``(dataset seed used, item, configuration note)`` for ``seed``; a seed whose generation
+        fails is replaced by derived ones."""
         template = self.template(levels)
         last: BaseException | None = None
         for attempt in range(GENERATION_ATTEMPTS):
             used = seed if attempt == 0 else random.Random(f"{self.name}:{seed}:{attempt}").getrandbits(32)
             try:
-                return used, template.make(used)[0]
+                return used, template.make(used)[0], template.level_note
             except Exception as exc:
                 last = exc
         assert last is not None
@@ -284,7 +301,7 @@ class ReasoningGymEnvironment(Environment):
     def generate(self, rng: random.Random, difficulty: float) -> dict:
         source = _source(self.dataset)
         levels = source.levels_for(difficulty)
-        used, item = source.item(levels, rng.getrandbits(32))
+        used, item, configuration = source.item(levels, rng.getrandbits(32))
         answer = item.get("answer")
         if answer is None and not self.use_rg_scorer:
             raise ValueError(f"{self.name}: item has no reference answer")
@@ -294,6 +311,7 @@ class ReasoningGymEnvironment(Environment):
             "dataset": self.dataset,
             "rg_seed": used,
             "levels": dict(levels),
+            "configuration": configuration,
             "question": str(item["question"]),
             "answer": None if answer is None else str(answer),
             "metadata": metadata if isinstance(metadata, dict) else {},

@@ -3,7 +3,7 @@
 ``math_equal(answer, reference)`` decides whether two final answers denote the same mathematical
 object. The decision is strict:
 
-- cheap bounded checks run first, in this process: text longer than ``MAX_CHARS``, braces nested
+- cheap bounded checks run first, in this process: text longer than ``MAX_CHARS``, brackets nested
   deeper than ``MAX_BRACE_DEPTH``, exponents nested deeper than ``MAX_POWER_NESTING`` or more than
   one ``\\boxed`` is rejected before any parser sees it;
 - plain numbers (canonical integers, ``p/q``, decimals such as ``0.75``) are compared exactly as
@@ -11,7 +11,8 @@ object. The decision is strict:
 - anything else goes to math-verify in a worker process, with decimals turned into exact rationals
   first (so no rounding tolerance), a bound on the size of the numbers involved, and a wall-clock
   timeout. Bare letters in an answer to a purely numeric reference (``nan``, ``inf``, ``1e309``,
-  ``0x2A``), a percent sign or a relation the reference does not have are rejected.
+  ``0x2A``), a comma, percent sign or relation the reference does not have, numbers with leading
+  zeros (``042``) and numbers side by side (``21 21``, which LaTeX reads as a sum) are rejected.
 
 math-verify's own timeouts use ``signal.alarm``, which only works on the main thread, so the
 comparison runs in one long-lived worker process per parent process, started lazily with the
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import math
 import os
 import threading
 import time
@@ -38,7 +40,7 @@ MAX_BRACE_DEPTH = 20
 MAX_POWER_NESTING = 3
 #: Largest number of decimal digits an intermediate number may have (estimated before evaluation).
 MAX_NUMBER_DIGITS = 100_000
-#: Largest argument of a factorial-like function.
+#: Largest argument of a factorial-like function, and largest numeric exponent of a symbol.
 MAX_FACTORIAL_ARG = 10_000
 STARTUP_TIMEOUT_S = 120.0
 #: Address space of the worker process, bytes; a blow-up fails inside the worker instead of
@@ -122,17 +124,21 @@ def _reject(text: str) -> str | None:
         return "holds more than one \\boxed"
     if "$" in text:
         return "holds a '$' inside"
-    depth = 0
+    braces = nesting = 0  # braces must balance; (, [ and { together must not nest too deeply
     for ch in text:
-        if ch == "{":
-            depth += 1
-            if depth > MAX_BRACE_DEPTH:
-                return f"nests braces deeper than {MAX_BRACE_DEPTH}"
-        elif ch == "}":
-            depth -= 1
-            if depth < 0:
-                return "has unbalanced braces"
-    if depth:
+        if ch in "([{":
+            nesting += 1
+            if nesting > MAX_BRACE_DEPTH:
+                return f"nests brackets deeper than {MAX_BRACE_DEPTH}"
+            if ch == "{":
+                braces += 1
+        elif ch in ")]}":
+            nesting = max(0, nesting - 1)
+            if ch == "}":
+                braces -= 1
+                if braces < 0:
+                    return "has unbalanced braces"
+    if braces:
         return "has unbalanced braces"
     if power_nesting(text) > MAX_POWER_NESTING:
         return f"nests '^' deeper than {MAX_POWER_NESTING}"
@@ -218,8 +224,32 @@ def _has_relation(text: str) -> bool:
     return any(ch in text for ch in _RELATION_CHARS) or bool(_commands(text) & _RELATION_COMMANDS)
 
 
+def _number_layout(text: str) -> str | None:
+    """Why the numbers in ``text`` are written in a refused way, or None: ``042`` (a leading zero)
+    and ``40 2`` (digits side by side, which the LaTeX parser would read as one expression)."""
+    previous = ""  # the last character that is not whitespace
+    gap = False
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            gap = True
+            continue
+        if ch.isdigit():
+            if gap and previous.isdigit():
+                return "has numbers side by side"
+            starts_number = gap or not (previous.isdigit() or previous == ".")
+            if ch == "0" and starts_number and text[i + 1 : i + 2].isdigit():
+                return "has a number with a leading zero"
+        previous, gap = ch, False
+    return None
+
+
 def _policy(answer: str, reference: str) -> tuple[str | None, str]:
     """Refuse forms that would let an answer pass by the checker's leniency, not by being right."""
+    layout = _number_layout(answer)
+    if layout:
+        return None, f"answer {layout}"
+    if "," in answer and "," not in reference:
+        return None, "answer is a list where one value is expected"
     if "%" in answer and "%" not in reference:
         return None, "answer has a percent sign the reference does not have"
     if _has_relation(answer) and not _has_relation(reference):
@@ -282,7 +312,7 @@ class _Checker:
                     magnitude = abs(complex(base.evalf(20)))
                     if magnitude in (0.0, 1.0):
                         continue
-                    digits = size * abs(_log10(magnitude))
+                    digits = size * abs(math.log10(magnitude))
                     if not digits <= MAX_NUMBER_DIGITS:  # also catches nan and inf
                         return True
                 elif isinstance(node, sp.Function) and type(node).__name__ in _FACTORIAL_LIKE:
@@ -327,12 +357,6 @@ class _Checker:
 
 _FACTORIAL_LIKE = frozenset({"factorial", "factorial2", "subfactorial", "binomial", "gamma", "RisingFactorial",
                              "FallingFactorial", "fibonacci", "lucas", "bell", "catalan", "bernoulli", "harmonic"})
-
-
-def _log10(x: float) -> float:
-    import math
-
-    return math.log10(x)
 
 
 def _silence() -> None:
@@ -414,6 +438,9 @@ class _Worker:
         self.owner = os.getpid()
         try:
             self.proc.start()
+        except BaseException:
+            self.conn.close()
+            raise
         finally:
             child.close()
         if not self.conn.poll(STARTUP_TIMEOUT_S):
@@ -475,7 +502,7 @@ class _Pool:
             except Exception as exc:  # e.g. a daemonic parent may not have children
                 if kind == "compare" and threading.current_thread() is threading.main_thread():
                     return self._inline(payload, timeout_s)  # type: ignore[arg-type]
-                return False, f"math worker could not start: {type(exc).__name__}: {str(exc)[:120]}"
+                return False, f"math worker could not start: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
             try:
                 worker.conn.send((kind, payload))
                 ready = worker.conn.poll(timeout_s)
