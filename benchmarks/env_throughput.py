@@ -3,7 +3,10 @@
 For each registered environment (whatever ``worldsmith.envs.names()`` lists) the benchmark measures
 
 - instances/s: ``env.sample(seed, 0.5)`` over fresh seeds;
-- grades/s: ``env.grade(instance, env.wrap(instance.reference))`` over sampled instances;
+- grades/s: ``env.grade(instance, env.wrap(instance.reference))`` over sampled instances: a full
+  response, answer extraction included;
+- scores/s: ``env.score(instance.data, reference)``, the bare answer, which is what reasoning-gym's
+  ``score_answer`` receives (``ratio_scores`` is the like-for-like grading ratio);
 
 and, in the same run, for its reasoning-gym peer (default configuration):
 
@@ -85,6 +88,17 @@ class Ours:
                 raise AssertionError(f"{env.name}: the reference did not pass")
 
 
+    def score(self, n: int) -> None:
+        """Like for like with reasoning-gym's score_answer: the bare answer, no extraction."""
+        env, insts = self.env, self.instances
+        size = len(insts)
+        for _ in range(n):
+            j = self.k % size
+            self.k += 1
+            if env.score(insts[j].data, insts[j].reference) != 1.0:
+                raise AssertionError(f"{env.name}: the reference did not score 1")
+
+
 class Peer:
     def __init__(self, name: str, pool: int) -> None:
         import reasoning_gym
@@ -150,13 +164,14 @@ def measure(name: str, repeats: int, window_s: float, pool: int) -> dict:
             note = "reasoning-gym is not installed"
         except Exception as exc:  # a peer that cannot be built is reported, not fatal
             note = f"peer failed: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
-    samples: dict[str, list[float]] = {"i": [], "g": [], "pi": [], "pg": []}
+    samples: dict[str, list[float]] = {"i": [], "g": [], "s": [], "pi": [], "pg": []}
     jobs = [("i", ours.sample), ("g", ours.grade)]
     if peer is not None:
         jobs += [("pi", peer.sample), ("pg", peer.grade)]
     for r in range(repeats):
         # alternate worldsmith and reasoning-gym, and flip the order every repeat
         order = [jobs[0], jobs[2], jobs[1], jobs[3]] if peer is not None else list(jobs)
+        order.append(("s", ours.score))
         if r % 2:
             order.reverse()
         for key, fn in order:
@@ -164,6 +179,7 @@ def measure(name: str, repeats: int, window_s: float, pool: int) -> dict:
     row: dict[str, object] = {
         "instances_per_s": round(statistics.median(samples["i"]), 1),
         "grades_per_s": round(statistics.median(samples["g"]), 1),
+        "scores_per_s": round(statistics.median(samples["s"]), 1),
         "peer": f"rg:{peer_name}" if peer_name else None,
     }
     if peer is not None:
@@ -173,6 +189,7 @@ def measure(name: str, repeats: int, window_s: float, pool: int) -> dict:
             peer_grades_per_s=round(pg, 1),
             ratio_instances=round(row["instances_per_s"] / pi, 3) if pi else None,  # type: ignore[operator]
             ratio_grades=round(row["grades_per_s"] / pg, 3) if pg else None,  # type: ignore[operator]
+            ratio_scores=round(row["scores_per_s"] / pg, 3) if pg else None,  # type: ignore[operator]
         )
     else:
         row.update(peer_instances_per_s=None, peer_grades_per_s=None, ratio_instances=None, ratio_grades=None)
@@ -201,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {name: measure(name, repeats, window_s, pool) for name in names}
     ratios_i = [r["ratio_instances"] for r in rows.values() if r.get("ratio_instances")]
     ratios_g = [r["ratio_grades"] for r in rows.values() if r.get("ratio_grades")]
+    ratios_s = [r["ratio_scores"] for r in rows.values() if r.get("ratio_scores")]
     result = {
         "benchmark": "env_throughput",
         "machine": machine(),
@@ -211,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "envs": rows,
         "median_ratio_instances": round(statistics.median(ratios_i), 3) if ratios_i else None,
         "median_ratio_grades": round(statistics.median(ratios_g), 3) if ratios_g else None,
+        "median_ratio_scores": round(statistics.median(ratios_s), 3) if ratios_s else None,
         "wall_s": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(result))
