@@ -27,7 +27,7 @@ def test_yaml_and_overrides(tmp_path):
     "override, message",
     [
         ("train.lrr=1", "train.lrr: unknown key"),
-        ("train.advantage=grpox", "train.advantage: unknown advantage 'grpox'; valid: dr_grpo, grpo, rloo"),
+        ("train.advantage=grpox", "train.advantage: unknown advantage 'grpox'; valid: dr_grpo, grpo, mssr, rloo"),
         ("pool=[{name: arith}]", "pool: unknown environment 'arith'"),
         ("optim.lr=-1", "optim.lr: Input should be greater than 0"),
         ("train.steps=x", "train.steps: Input should be a valid integer"),

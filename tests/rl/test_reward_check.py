@@ -1,4 +1,4 @@
-"""validate_rewards and safe_grade: nothing a grader does can put a non-finite reward into training."""
+"""validate_rewards, safe_grade and safe_grade_batch: nothing a grader does can put a non-finite reward into training."""
 
 import threading
 import time
@@ -13,6 +13,7 @@ from worldsmith.rl.reward_check import (
     GradeTimeout,
     abandoned_graders,
     safe_grade,
+    safe_grade_batch,
     validate_rewards,
 )
 
@@ -100,3 +101,86 @@ def test_safe_grade_turns_a_hang_into_a_timeout_and_counts_the_abandoned_thread(
     assert rewards.tolist() == [0.0] and m["invalid_timeout"] == 1
     with pytest.raises(ValueError):
         safe_grade(Grader(hang), {}, "r", timeout_s=0)
+
+
+def test_safe_grade_batch_grades_in_order_in_one_thread():
+    threads = set()
+
+    def grade(inst, resp):
+        threads.add(threading.get_ident())
+        return inst["k"] * 0.1 if resp == "r" else Score(1.0, True, "ok")
+
+    jobs = [(grade, {"k": k}, "r" if k % 2 else "s") for k in range(50)]
+    results = safe_grade_batch(jobs, timeout_s=5)
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    assert len(results) == 50
+    assert results == [safe_grade(grade, inst, resp, timeout_s=5) for _, inst, resp in jobs]
+    assert results[1] == pytest.approx(0.1) and results[2].passed
+    assert safe_grade_batch([], timeout_s=5) == []
+    with pytest.raises(ValueError):
+        safe_grade_batch(jobs, timeout_s=0)
+    with pytest.raises(ValueError):
+        safe_grade_batch(jobs, timeout_s=1, deadline_s=0)
+
+
+def test_safe_grade_batch_captures_each_raise_and_keeps_going():
+    def boom(inst, resp):
+        raise ZeroDivisionError("no")
+
+    def leaves(inst, resp):
+        raise SystemExit(3)
+
+    ok = Grader(lambda inst, resp: 0.5)
+    results = safe_grade_batch([(ok, {}, "a"), (Grader(boom), {}, "b"), (leaves, {}, "c"), (ok, {}, "d")], timeout_s=5)
+    assert results[0] == 0.5 and results[3] == 0.5
+    assert isinstance(results[1], ZeroDivisionError) and isinstance(results[2], RuntimeError)
+    rewards, m = validate_rewards(results)
+    assert rewards.tolist() == [0.5, 0.0, 0.0, 0.5] and m["invalid_exception"] == 2
+
+
+def test_safe_grade_batch_times_out_a_hanging_item_and_grades_the_rest():
+    release = threading.Event()
+
+    def grade(inst, resp):
+        if resp == "hang":
+            release.wait(30)
+        return 1.0
+
+    jobs = [(grade, {}, r) for r in ("a", "b", "hang", "c", "d")]
+    before = abandoned_graders()
+    started = time.perf_counter()
+    results = safe_grade_batch(jobs, timeout_s=0.2)
+    elapsed = time.perf_counter() - started
+    release.set()
+    assert 0.15 <= elapsed < 5.0
+    assert results[:2] == [1.0, 1.0] and results[3:] == [1.0, 1.0]
+    assert isinstance(results[2], GradeTimeout)
+    assert abandoned_graders() == before + 1
+    rewards, m = validate_rewards(results)
+    assert rewards.tolist() == [1.0, 1.0, 0.0, 1.0, 1.0] and m["invalid_timeout"] == 1
+
+
+def test_safe_grade_batch_timeout_is_per_item_and_the_deadline_bounds_the_batch():
+    def slow(inst, resp):
+        time.sleep(0.05)
+        return 1.0
+
+    jobs = [(slow, {}, str(i)) for i in range(6)]
+    assert safe_grade_batch(jobs, timeout_s=0.2) == [1.0] * 6  # 0.3 s in all, each item well within 0.2 s
+
+    release = threading.Event()
+
+    def hang(inst, resp):
+        release.wait(30)
+        return 1.0
+
+    before = abandoned_graders()
+    started = time.perf_counter()
+    results = safe_grade_batch(jobs[:2] + [(hang, {}, "h")] + jobs[2:], timeout_s=10, deadline_s=0.4)
+    elapsed = time.perf_counter() - started
+    release.set()
+    assert 0.35 <= elapsed < 5.0
+    assert results[:2] == [1.0, 1.0]
+    assert all(isinstance(r, GradeTimeout) for r in results[2:])
+    assert abandoned_graders() == before + 1
+    assert validate_rewards(results)[1]["invalid_timeout"] == 5

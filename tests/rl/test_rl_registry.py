@@ -51,13 +51,13 @@ def test_bad_names_and_non_callables_are_rejected():
 
 
 def test_builtins_are_loaded_on_first_lookup_and_cannot_be_shadowed():
-    assert {"grpo", "dr_grpo", "rloo"} <= set(ADVANTAGES.names())
+    assert {"grpo", "dr_grpo", "rloo", "mssr"} <= set(ADVANTAGES.names())
     assert "ppo_clip" in LOSSES.names()
     with pytest.raises(ValueError, match="already registered"):
         ADVANTAGES.register("grpo")(lambda *a: None)
     with pytest.raises(UnknownName) as info:
         ADVANTAGES.get("ppo")
     assert str(info.value) == f"unknown advantage 'ppo'; valid: {', '.join(ADVANTAGES.names())}"
-    assert "dr_grpo, grpo, rloo" in str(info.value)
+    assert "dr_grpo, grpo, mssr, rloo" in str(info.value)
     with pytest.raises(UnknownName, match="^unknown loss 'grpo'; valid: .*ppo_clip"):
         LOSSES.get("grpo")

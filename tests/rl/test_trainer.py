@@ -1,6 +1,8 @@
 """The RL spine end to end on the tiny model: learning, parameter updates, resume, bad rewards."""
 
+import copy
 import json
+import math
 
 import pytest
 import torch
@@ -8,10 +10,12 @@ import torch
 from worldsmith import Environment, envs
 from worldsmith.configuration import build
 from worldsmith.envs.contract import Score
+from worldsmith.policy.hf_backend import sequence_logprobs
 from worldsmith.policy.model import build_tiny_model
 from worldsmith.policy.tokenizer import build_char_tokenizer
+from worldsmith.rl import trainer as trainer_module
 from worldsmith.rl.config import RunConfig
-from worldsmith.rl.trainer import Trainer
+from worldsmith.rl.trainer import PhaseTimer, Trainer
 from worldsmith.runs import RunDir
 
 
@@ -61,11 +65,11 @@ for cls in (LetterA, FlakyReward):
         envs.register(cls)
 
 
-def make(tmp_path, env="test_letter_a", **train):
+def make(tmp_path, env="test_letter_a", sampling=None, **train):
     cfg = build(RunConfig, {
         "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
         "pool": [{"name": env}],
-        "sampling": {"max_new_tokens": 8, "temperature": 1.0},
+        "sampling": {"max_new_tokens": 8, "temperature": 1.0, **(sampling or {})},
         "optim": {"lr": 3e-3},
         "train": {"steps": 4, "prompts_per_step": 4, "group_size": 4, "minibatch_size": 8,
                   "microbatch_size": 4, "checkpoint_every": 2, "seed": 3, **train},
@@ -138,3 +142,102 @@ def test_checkpoints_are_written_atomically_and_pruned(tmp_path):
     names = sorted(p.name for p in run.checkpoint_dir.iterdir())
     assert names == ["step_4.pt", "step_6.pt"]  # keep_checkpoints=2; no temp files left
     assert (tmp_path / "config.yaml").exists()
+
+
+# --- exploration methods: Mixed-CUTS, G2RL, MSSR -----------------------------------------------
+MIXED = {"cuts": {"enabled": True, "warmup": 2}, "mixed_plan": {"standard": 2, "cuts": 2}}
+
+
+def test_mixed_cuts_rows_follow_the_plan_and_old_logprobs_are_recomputed(tmp_path):
+    cfg, model, tok = make(tmp_path, sampling=MIXED)
+    batch, metrics = Trainer(cfg, model, tok).collect(0, PhaseTimer())
+    assert batch.is_cuts.tolist() == [False, False, True, True] * 4
+    r, m = batch.rollouts, batch.rollouts.completion_mask
+    for g in range(4):  # the merged batch keeps each group's prompt on all its rows
+        rows = [r.prompt_ids[i][r.prompt_mask[i]].tolist() for i in range(4 * g, 4 * g + 4)]
+        assert all(row == rows[0] for row in rows)
+    with torch.no_grad():
+        policy = sequence_logprobs(model, r.prompt_ids, r.prompt_mask, r.completion_ids, m)
+    torch.testing.assert_close(batch.old_logp[m], policy[m], rtol=0, atol=1e-5)  # PPO's ratio uses these
+    standard = m & ~batch.is_cuts[:, None]
+    torch.testing.assert_close(r.behaviour_logp[standard], policy[standard], rtol=0, atol=1e-5)
+    uniform = m & batch.is_cuts[:, None] & (torch.arange(m.shape[1]) >= 2)
+    sizes = torch.exp(-r.behaviour_logp[uniform])  # behaviour = log(1 / |S_t|)
+    torch.testing.assert_close(sizes, sizes.round(), rtol=0, atol=1e-4)
+    assert (batch.old_logp[uniform] - r.behaviour_logp[uniform]).abs().max() > 0.1
+    for key in ("cuts/reward_mean_standard", "cuts/reward_mean_cuts", "cuts/var_mixed", "cuts/var_within",
+                "cuts/var_between", "cuts/set_size_mean", "cuts/behaviour_logp_mean", "cuts/policy_logp_mean"):
+        assert key in metrics
+    assert metrics["cuts/old_logp_uniform_fraction"] < 0.5
+
+
+def test_old_logprob_pass_runs_once_and_only_when_needed(tmp_path, monkeypatch):
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("return_hidden", False))
+        return sequence_logprobs(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "sequence_logprobs", counting)
+    cfg, model, tok = make(tmp_path)
+    Trainer(cfg, model, tok).collect(0, PhaseTimer())
+    assert calls == []  # plain temperature-1 sampling: behaviour log-probs are the old ones
+    cfg, model, tok = make(tmp_path, shaping={"g2rl": {"enabled": True}})
+    batch, metrics = Trainer(cfg, model, tok).collect(0, PhaseTimer())
+    assert calls == [True] * 4  # one forward (4 microbatches of 4) gives log-probs and Phi together
+    assert {"g2rl/nu_mean", "g2rl/equal_reward_group_fraction", "g2rl/cosine_mean"} <= set(metrics)
+    assert 0.0 <= metrics["g2rl/nu_min"] <= metrics["g2rl/nu_max"] <= 1.0
+
+
+def test_mixed_cuts_with_g2rl_trains_and_logs(tmp_path):
+    cfg, model, tok = make(tmp_path, sampling=MIXED, steps=2, checkpoint_every=0, advantage="rloo",
+                           shaping={"g2rl": {"enabled": True, "lam": 2.0}})
+    start = params_of(model)
+    Trainer(cfg, model, tok).fit(RunDir(tmp_path), progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(logged) == 2
+    for row in logged:
+        assert row["cuts/fraction"] == 0.5 and "g2rl/shaped_reward_mean" in row
+        assert all(v == v for v in row.values() if isinstance(v, float))  # no NaN
+    assert any(not torch.equal(v, start[k]) for k, v in params_of(model).items())
+
+
+def test_mssr_tracker_is_checkpointed_and_resume_continues_the_same_trajectory(tmp_path):
+    def trainer(steps):
+        cfg, model, tok = make(tmp_path, steps=steps, advantage="mssr", group_size=1, prompts_per_step=8,
+                               minibatch_size=8, microbatch_size=8, loss_cfg={"kl_coef": 0.01},
+                               mssr={"init_steps": 4})
+        return Trainer(cfg, model, tok, ref_model=copy.deepcopy(model))
+
+    straight, straight_run = trainer(4), RunDir(tmp_path / "straight")
+    rows = straight.fit(straight_run, progress=False)
+    assert rows[0]["mssr/init_rollouts"] == 32 and rows[0]["mssr/seen_fraction"] == 1.0
+    assert len(straight.tracker.kl_window) == 4 and rows[-1]["mssr/kl"] > 0
+    split = RunDir(tmp_path / "split")
+    trainer(2).fit(split, progress=False)
+    resumed = trainer(4)
+    assert resumed.resume(split) and resumed.tracker.initialised and len(resumed.tracker.kl_window) == 2
+    resumed.fit(split, progress=False)
+    want, got = straight.tracker.state_dict(), resumed.tracker.state_dict()
+    assert got["alpha"] == pytest.approx(want["alpha"], abs=1e-9) and got["beta"] == pytest.approx(want["beta"], abs=1e-9)
+    assert got["kl_window"] == pytest.approx(want["kl_window"], abs=1e-9)
+    a, b = params_of(straight.model), params_of(resumed.model)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    keys = ("mssr/rho", "mssr/value_mean", "mssr/psi_mean", "loss/loss")
+    assert [r[k] for r in straight_run.read_metrics() for k in keys] == pytest.approx(
+        [r[k] for r in split.read_metrics() for k in keys], abs=1e-6)
+
+
+def test_mssr_per_environment_baseline_and_full_distribution_entropy(tmp_path):
+    cfg, model, tok = make(tmp_path, steps=2, checkpoint_every=0, advantage="mssr", group_size=1,
+                           prompts_per_step=8, minibatch_size=8, microbatch_size=8,
+                           mssr={"key": "environment", "init_pass": False, "entropy_mode": "full_distribution"})
+    tr = Trainer(cfg, model, tok)
+    rows = tr.fit(RunDir(tmp_path), progress=False)
+    assert rows[0]["mssr/seen_fraction"] == 0.0 and rows[1]["mssr/seen_fraction"] == 1.0
+    assert rows[0]["mssr/value_mean"] == 0.5 and rows[0]["mssr/rho"] == pytest.approx((0.875 + 0.96) / 2)
+    assert rows[0]["mssr/kl"] is None  # no reference model: the KL window stays empty
+    assert list(tr.tracker.alpha) == ["test_letter_a"]
+    # the full distribution of an untrained model is near uniform: far above the 1/e sampled-token bound
+    assert rows[0]["mssr/entropy"] > 1 / math.e

@@ -63,6 +63,61 @@ class Rollouts:
         return len(self.texts)
 
 
+def merge_rollouts(parts: list[Rollouts], positions: list[list[int]], pad_id: int = 0) -> Rollouts:
+    """One batch from several: row j of ``parts[k]`` becomes row ``positions[k][j]`` of the result.
+
+    ``positions`` together must cover 0..N-1 exactly once (N = total rows). Prompts are re-padded
+    on the left and completions on the right to the widest part, with ``pad_id`` and mask False;
+    ``step_spans`` and ``finished`` are kept when every part has them. Example: a standard and a
+    CUTS sub-group of one 4-member group, put back in group order:
+    ``merge_rollouts([standard, cuts], [[0, 1], [2, 3]])``.
+    """
+    if len(parts) != len(positions) or not parts:
+        raise ValueError(f"need one position list per part, got {len(parts)} parts and {len(positions)} lists")
+    n = sum(len(p) for p in parts)
+    flat = sorted(i for pos in positions for i in pos)
+    if flat != list(range(n)) or any(len(p) != len(pos) for p, pos in zip(parts, positions)):
+        raise ValueError("positions must give each row of each part a distinct place in 0..N-1")
+    first = parts[0]
+    device = first.prompt_ids.device
+    width_p = max(p.prompt_ids.shape[1] for p in parts)
+    width_t = max(p.completion_ids.shape[1] for p in parts)
+    prompt_ids = torch.full((n, width_p), pad_id, dtype=first.prompt_ids.dtype, device=device)
+    prompt_mask = torch.zeros((n, width_p), dtype=torch.bool, device=device)
+    completion_ids = torch.full((n, width_t), pad_id, dtype=first.completion_ids.dtype, device=device)
+    completion_mask = torch.zeros((n, width_t), dtype=torch.bool, device=device)
+    behaviour = torch.zeros((n, width_t), dtype=first.behaviour_logp.dtype, device=device)
+    texts: list[str] = [""] * n
+    spans: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    keep_spans = all(len(p.step_spans) == len(p) for p in parts)
+    keep_finished = all(p.finished is not None for p in parts)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    for part, pos in zip(parts, positions):
+        rows = torch.tensor(pos, dtype=torch.long, device=device)
+        wp, wt = part.prompt_ids.shape[1], part.completion_ids.shape[1]
+        prompt_ids[rows, width_p - wp :] = part.prompt_ids
+        prompt_mask[rows, width_p - wp :] = part.prompt_mask.bool()
+        completion_ids[rows, :wt] = part.completion_ids
+        completion_mask[rows, :wt] = part.completion_mask.bool()
+        behaviour[rows, :wt] = part.behaviour_logp
+        if keep_finished:
+            finished[rows] = part.finished.bool()
+        for j, i in enumerate(pos):
+            texts[i] = part.texts[j]
+            if keep_spans:
+                spans[i] = part.step_spans[j]
+    return Rollouts(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        behaviour_logp=behaviour,
+        texts=texts,
+        step_spans=spans if keep_spans else [],
+        finished=finished if keep_finished else None,
+    )
+
+
 @runtime_checkable
 class GenerationBackend(Protocol):
     """Anything that can sample completions for a list of prompts."""

@@ -1,12 +1,15 @@
 """Sampling with a Hugging Face causal LM: a manual KV-cache decode loop, and per-token log-probs.
 
-``HFBackend.generate`` left-pads each batch of prompts, runs one prefill forward, then decodes one
-token per step with a ``DynamicCache``. Rows that emit EOS leave the decode batch at once (their
-cache rows are dropped), so a batch costs as much as its live sequences. Each sampled token's
-log-prob under the distribution it was drawn from is recorded as ``behaviour_logp``.
+``HFBackend.generate`` left-pads each batch of prompts, runs one prefill forward (over the distinct
+prompts only, when a batch repeats prompts), then decodes one token per step with a
+``DynamicCache``. Rows that emit EOS leave the decode batch at once (their cache rows are dropped),
+so a batch costs as much as its live sequences. Each sampled token's log-prob under the
+distribution it was drawn from is recorded as ``behaviour_logp``.
 
 ``sequence_logprobs`` recomputes per-token log-probs of given completions in one forward pass,
 with gradients when called outside ``no_grad``; this is what a trainer differentiates.
+``grouped_sequence_logprobs`` gives the same values and gradients for groups of rows sharing a
+prompt, running each prompt once and only the completions per row.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 from worldsmith.policy.backend import Rollouts, SamplingParams
 from worldsmith.policy.model import encode_prompts, eos_token_ids
 
-LogitsProcessor = Callable[[Tensor], Tensor]
+#: ``processor(logits) -> logits``, or ``processor(logits, step) -> logits`` when it has a parameter
+#: named ``step`` (the response position t, counted from 0, shared by every row of the decode batch).
+LogitsProcessor = Callable[..., Tensor]
 
 
 # --- model call conventions (transformers renamed ``past_key_values`` to ``cache`` in 5.x) ----------
@@ -80,6 +85,22 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
+def _distinct_rows(seqs: Sequence[Sequence[int]]) -> tuple[list[int], list[int]] | None:
+    """``(first, inverse)`` when some sequences repeat: ``first`` indexes the first occurrence of each
+    distinct sequence, and row i equals ``seqs[first[inverse[i]]]``. None when all are distinct."""
+    slot: dict[tuple[int, ...], int] = {}
+    first: list[int] = []
+    inverse: list[int] = []
+    for i, s in enumerate(seqs):
+        key = tuple(s)
+        j = slot.get(key)
+        if j is None:
+            j = slot[key] = len(first)
+            first.append(i)
+        inverse.append(j)
+    return (first, inverse) if len(first) < len(seqs) else None
+
+
 # --- the sampling distribution ------------------------------------------------------------------------
 def sampling_logprobs(logits: Tensor, params: SamplingParams) -> Tensor:
     """Log-probs (N, V) of the distribution tokens are drawn from: logits / temperature, then the
@@ -104,6 +125,16 @@ def sampling_logprobs(logits: Tensor, params: SamplingParams) -> Tensor:
     return torch.log_softmax(logits, dim=-1)
 
 
+def _takes_step(processor: LogitsProcessor | None) -> bool:
+    """Whether a logits processor wants the response position as its ``step`` argument."""
+    if processor is None:
+        return False
+    try:
+        return "step" in inspect.signature(processor).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
+
+
 def _draw(logp: Tensor, params: SamplingParams, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     if params.temperature == 0:
         tokens = logp.argmax(dim=-1)
@@ -119,7 +150,12 @@ class HFBackend:
     ``logits_processor`` (optional) maps raw next-token logits (N, V) to new logits before
     temperature, top-k and top-p; ``behaviour_logp`` is then taken under the processed
     distribution (e.g. a processor leaving k tokens at 0 and the rest at -inf samples uniformly
-    and records log(1/k)).
+    and records log(1/k)). A processor with a ``step`` parameter is called as
+    ``processor(logits, step=t)`` with the response position t (e.g. ``policy.sampling.CUTS``).
+
+    With ``share_prompts`` (the default), a batch that holds the same prompt several times (a GRPO
+    group) runs the prefill forward once per distinct prompt and copies its KV cache and
+    first-token logits to the repeated rows.
     """
 
     def __init__(
@@ -130,6 +166,7 @@ class HFBackend:
         batch_size: int = 64,
         logits_processor: LogitsProcessor | None = None,
         eos_ids: Sequence[int] | None = None,
+        share_prompts: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -142,6 +179,7 @@ class HFBackend:
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.eos_ids[0])
         self._newline_ids: frozenset[int] | None = None
+        self.share_prompts = share_prompts
 
     # public -----------------------------------------------------------------------------------------
     def generate(
@@ -192,16 +230,26 @@ class HFBackend:
         keep = {"logits_to_keep": 1} if _keeps_logits(model) else {}
         ids, mask = left_pad(prompt_ids, self.pad_id, device)
         b, steps = ids.shape[0], params.max_new_tokens
+        shared = _distinct_rows(prompt_ids) if self.share_prompts else None
+        if shared is not None:  # prefill each distinct prompt once; its rows get copies of its cache
+            first, inverse = shared
+            ids_u, mask_u = left_pad([prompt_ids[i] for i in first], self.pad_id, device)
+        else:
+            ids_u, mask_u = ids, mask
         cache = _new_cache(model)
         out = model(
-            input_ids=ids,
-            attention_mask=mask.long(),
-            position_ids=_positions(mask),
+            input_ids=ids_u,
+            attention_mask=mask_u.long(),
+            position_ids=_positions(mask_u),
             use_cache=True,
             **{cache_kw: cache},
             **keep,
         )
         logits = out.logits[:, -1, :]
+        if shared is not None:
+            rows = torch.as_tensor(inverse, dtype=torch.long, device=device)
+            cache.batch_select_indices(rows)
+            logits = logits[rows]
         eos = torch.tensor(self.eos_ids, device=device)
         tokens = torch.full((b, steps), self.pad_id, dtype=torch.long, device=device)
         logps = torch.zeros((b, steps), dtype=torch.float32, device=device)
@@ -210,9 +258,10 @@ class HFBackend:
         live = torch.arange(b, device=device)
         attn = mask.long()
         next_pos = _positions(mask)[:, -1] + 1
+        wants_step = _takes_step(processor)
         for t in range(steps):
             if processor is not None:
-                logits = processor(logits)
+                logits = processor(logits, step=t) if wants_step else processor(logits)
             tok, lp = _draw(sampling_logprobs(logits, params), params, generator)
             tokens[live, t] = tok
             logps[live, t] = lp
@@ -366,3 +415,104 @@ def sequence_logprobs(
         return logp
     hidden = captured[-1][:, -(t_len + 1) : -1, :]
     return logp, hidden
+
+
+def shares_prompts(prompt_ids: Tensor, prompt_mask: Tensor, group_size: int) -> bool:
+    """Whether each run of ``group_size`` consecutive rows holds one prompt (ids and mask)."""
+    b = prompt_ids.shape[0]
+    if group_size < 1 or b % group_size:
+        return False
+    ids = prompt_ids.reshape(b // group_size, group_size, -1)
+    mask = prompt_mask.bool().reshape(b // group_size, group_size, -1)
+    return bool((ids == ids[:, :1]).all()) and bool((mask == mask[:, :1]).all())
+
+
+def _checkpointing(model: torch.nn.Module) -> bool:
+    """Whether gradient checkpointing is active (it drops the KV cache from training forwards)."""
+    if not (model.training and torch.is_grad_enabled()):
+        return False
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+def _outer_wrapper_removed(model: torch.nn.Module) -> torch.nn.Module:
+    """The module under a DDP-style wrapper (``.module``); the model itself otherwise."""
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, torch.nn.Module) else model
+
+
+def _gather_logprobs(logits: Tensor, targets: Tensor, temperature: float, chunk: int | None) -> Tensor:
+    """log softmax(logits / temperature) at ``targets``: (N, L, V), (N, L) -> (N, L) float32."""
+    t_len = targets.shape[1]
+    step = chunk or t_len
+    pieces = []
+    for s in range(0, t_len, step):
+        part = logits[:, s : s + step, :].float()
+        if temperature != 1.0:
+            part = part / temperature
+        pieces.append(part.gather(-1, targets[:, s : s + step, None]).squeeze(-1) - torch.logsumexp(part, dim=-1))
+    return torch.cat(pieces, dim=1)
+
+
+def grouped_sequence_logprobs(
+    model: torch.nn.Module,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+    group_size: int,
+    temperature: float = 1.0,
+    chunk: int | None = None,
+) -> Tensor:
+    """``sequence_logprobs`` for a batch whose rows come in runs of ``group_size`` consecutive rows
+    sharing one prompt (a GRPO group), computing each prompt once.
+
+    The distinct prompts go through one forward (with gradients when called outside ``no_grad``)
+    that fills a KV cache; the cache is repeated to every row of its group, and a second forward
+    runs only the completion tokens (all but the last) on top of it. The first completion token is
+    scored by the prompt's last logit. Gradients flow through the cache into the prompt forward,
+    so the values and the gradients equal those of ``sequence_logprobs`` up to float error.
+
+    Falls back to ``sequence_logprobs`` when ``group_size`` is 1 and under gradient checkpointing
+    (which drops the cache). Raises ValueError when the rows of a group hold different prompts.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    b, t_len = completion_ids.shape
+    if group_size < 1 or b % group_size:
+        raise ValueError(f"batch of {b} rows does not split into groups of {group_size}")
+    if group_size == 1 or t_len == 0 or _checkpointing(model):
+        return sequence_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask,
+                                 temperature=temperature, chunk=chunk)
+    if not shares_prompts(prompt_ids, prompt_mask, group_size):
+        raise ValueError(f"the rows of each group of {group_size} must share one prompt")
+    prompt_mask = prompt_mask.bool()
+    unique_ids, unique_mask = prompt_ids[::group_size], prompt_mask[::group_size]  # (n, P)
+    cache_kw = _cache_kwarg(model)
+    keep = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+    cache = _new_cache(model)
+    # one call through a DDP-style wrapper per backward: the prompt forward runs on the module itself
+    out = _outer_wrapper_removed(model)(
+        input_ids=unique_ids,
+        attention_mask=unique_mask.long(),
+        position_ids=_positions(unique_mask),
+        use_cache=True,
+        **{cache_kw: cache},
+        **keep,
+    )
+    first = out.logits[:, -1:, :]  # (n, 1, V)
+    first_logp = _gather_logprobs(first.repeat_interleave(group_size, dim=0), completion_ids[:, :1],
+                                  temperature, chunk)  # (B, 1)
+    pieces = [first_logp]
+    if t_len > 1:
+        cache.batch_repeat_interleave(group_size)
+        head = completion_ids[:, :-1]  # (B, T-1): the inputs that predict tokens 1..T-1
+        mask = torch.cat([prompt_mask, completion_mask[:, :-1].bool()], dim=1)  # (B, P + T - 1)
+        out = model(
+            input_ids=head,
+            attention_mask=mask.long(),
+            position_ids=_positions(mask)[:, prompt_ids.shape[1] :],
+            use_cache=True,
+            **{cache_kw: cache},
+        )
+        pieces.append(_gather_logprobs(out.logits, completion_ids[:, 1:], temperature, chunk))
+    return torch.cat(pieces, dim=1).masked_fill(~completion_mask.bool(), 0.0)

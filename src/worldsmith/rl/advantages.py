@@ -1,13 +1,19 @@
 """Advantage estimators: rewards in, per-token advantages out, registered by name.
 
-Every estimator has one signature, ``fn(rewards, mask, group_ids, cfg) -> advantages``:
+Every estimator has one signature, ``fn(rewards, mask, group_ids, cfg, **batch) -> advantages``:
 
     rewards    (B,)   float, one reward per sequence, or
                (B, T) float, token-level returns (see below)
     mask       (B, T) bool, True on completion tokens
     group_ids  (B,)   long, responses to the same prompt share an id (any integers, any order)
     cfg        AdvantageConfig, or None for the defaults
+    **batch    further per-batch inputs an estimator may need, by keyword; estimators ignore the
+               ones they do not use. The trainer passes ``old_logp`` (B, T), ``prompt_keys``
+               (B strings) and, for ``mssr``, ``baseline`` (B,) and ``entropy`` (B, T).
     returns    (B, T) float advantages, exactly 0.0 wherever mask is False
+
+``call_advantage`` calls an estimator with only the keywords its signature accepts, so estimators
+written without ``**batch`` keep working.
 
 Conventions:
 
@@ -31,6 +37,7 @@ Conventions:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Literal
 
@@ -40,7 +47,7 @@ from torch import Tensor
 
 from worldsmith.rl.registry import ADVANTAGES
 
-AdvantageFn = Callable[[Tensor, Tensor, Tensor, "AdvantageConfig | None"], Tensor]
+AdvantageFn = Callable[..., Tensor]
 
 
 class AdvantageConfig(BaseModel):
@@ -54,6 +61,17 @@ class AdvantageConfig(BaseModel):
         "whole batch, or not at all.",
     )
     eps: float = Field(1e-6, gt=0.0, description="Added to the std before dividing (grpo).")
+    entropy_coef: float = Field(
+        0.4, ge=0.0,
+        description="mssr: lambda in psi = min(lambda * H, |A| / kappa). READ (code, entropy_alpha). "
+        "0 turns the shaping off (MVSR).",
+    )
+    entropy_kappa: float = Field(
+        2.0, gt=0.0, description="mssr: kappa in psi = min(lambda * H, |A| / kappa). READ (code, entropy_kappa)."
+    )
+    var_floor: float = Field(
+        1e-6, gt=0.0, description="mssr: batch normalisation divides by sqrt(max(var, var_floor)). READ (code)."
+    )
 
 
 def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
@@ -64,6 +82,15 @@ def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
 def get_advantage(name: str) -> AdvantageFn:
     """The estimator registered as ``name``; unknown names raise a one-line error listing valid ones."""
     return ADVANTAGES.get(name)
+
+
+def call_advantage(fn: AdvantageFn, rewards: Tensor, mask: Tensor, group_ids: Tensor,
+                   cfg: AdvantageConfig | None = None, **batch) -> Tensor:
+    """``fn(rewards, mask, group_ids, cfg, **batch)``, passing only the keywords ``fn`` accepts."""
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        batch = {k: v for k, v in batch.items() if k in params}
+    return fn(rewards, mask, group_ids, cfg, **batch)
 
 
 # --- shared pieces ------------------------------------------------------------------------------
@@ -113,7 +140,7 @@ def _finish(adv: Tensor, mask: Tensor, rewards: Tensor) -> Tensor:
 
 # --- estimators ---------------------------------------------------------------------------------
 @register_advantage("grpo")
-def grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig | None = None) -> Tensor:
+def grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig | None = None, **batch) -> Tensor:
     """GRPO: (r - group mean) / (std + eps), std per ``cfg.std_scale`` (population std)."""
     cfg = cfg or AdvantageConfig()
     values, weights, group, G = _samples(rewards, mask, group_ids)  # (B, W), (B, W), (B,)
@@ -130,7 +157,7 @@ def grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig 
 
 
 @register_advantage("dr_grpo")
-def dr_grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig | None = None) -> Tensor:
+def dr_grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig | None = None, **batch) -> Tensor:
     """Dr. GRPO: r - group mean, no division by a std (``cfg`` is accepted and unused)."""
     values, weights, group, G = _samples(rewards, mask, group_ids)  # (B, W), (B, W), (B,)
     centred = values - _group_mean(values, weights, group, G)  # (B, W)
@@ -138,7 +165,7 @@ def dr_grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConf
 
 
 @register_advantage("rloo")
-def rloo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig | None = None) -> Tensor:
+def rloo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig | None = None, **batch) -> Tensor:
     """RLOO: r_i - mean of the other members of i's group; 0 when there are no others.
 
     Token-level: the baseline of sequence i is the mean over all valid tokens of the group's other
@@ -151,4 +178,54 @@ def rloo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig 
     others_count = _group_sum(weights, group, G)[group] - own_count  # (B,)
     baseline = (others_sum / others_count.clamp_min(1.0)).unsqueeze(1)  # (B, 1)
     adv = torch.where(others_count.unsqueeze(1) > 0, values - baseline, 0.0)  # (B, W)
+    return _finish(adv, mask, rewards)  # (B, T)
+
+
+def mssr_shaping(advantages: Tensor, entropy: Tensor, mask: Tensor, coef: float, kappa: float) -> Tensor:
+    """MSSR's entropy bonus psi (B, T) = min(coef * H, |A| / kappa) on the mask, 0 elsewhere.
+
+    advantages (B, T), entropy (B, T) (detached), mask (B, T). psi >= 0, psi <= |A| / kappa, and
+    psi = 0 where A = 0.
+    """
+    psi = torch.minimum(coef * entropy.detach().double(), advantages.double().abs() / kappa)  # (B, T)
+    return torch.where(mask.bool(), psi, 0.0)
+
+
+@register_advantage("mssr")
+def mssr(
+    rewards: Tensor,
+    mask: Tensor,
+    group_ids: Tensor,
+    cfg: AdvantageConfig | None = None,
+    *,
+    baseline: Tensor | None = None,
+    entropy: Tensor | None = None,
+    **batch,
+) -> Tensor:
+    """MSSR (spec §4.3-4.4): single-rollout advantage with a tracked baseline and entropy shaping.
+
+    rewards (B,) sequence scores; baseline (B,) v(x) of each sample's prompt *before* this step's
+    update (from ``rl.mssr.BetaTracker``); entropy (B, T) H_t or None (no shaping). group_ids are
+    not used: normalisation is over the whole batch.
+
+        a = r - v;  A = (a - mean(a)) / sqrt(max(var(a), var_floor))   (population variance)
+        A_hat_t = A + min(entropy_coef * H_t, |A| / entropy_kappa)      on the mask
+
+    Example: r = [1, 0], v = [0.5, 0.5] gives a = [0.5, -0.5], A = [1, -1]; with H = 0.1 the
+    bonus is min(0.04, 0.5) = 0.04, so A_hat = [1.04, -0.96].
+    """
+    cfg = cfg or AdvantageConfig()
+    if baseline is None:
+        raise ValueError("mssr needs baseline= (B,), the tracked value of each prompt (rl.mssr.BetaTracker)")
+    B = mask.shape[0]
+    if rewards.shape != (B,) or baseline.shape != (B,):
+        raise ValueError(f"mssr needs rewards and baseline of shape ({B},), got {tuple(rewards.shape)} "
+                         f"and {tuple(baseline.shape)}")
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards must be finite; clean them with rl.reward_check.validate_rewards")
+    raw = rewards.double() - baseline.to(rewards.device).double()  # (B,)
+    var = raw.var(unbiased=False) if B > 1 else raw.new_zeros(())
+    adv = ((raw - raw.mean()) * torch.rsqrt(var.clamp_min(cfg.var_floor)))[:, None].expand(mask.shape)  # (B, T)
+    if entropy is not None and cfg.entropy_coef > 0:
+        adv = adv + mssr_shaping(adv, entropy, mask, cfg.entropy_coef, cfg.entropy_kappa)  # (B, T)
     return _finish(adv, mask, rewards)  # (B, T)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from worldsmith.configuration import Strict
 from worldsmith.policy.model import LoraOptions, TinyModelConfig
 from worldsmith.rl.advantages import AdvantageConfig
 from worldsmith.rl.losses import LossConfig
+from worldsmith.rl.mssr import MSSRConfig
 from worldsmith.rl.pool import PoolEntry
+from worldsmith.rl.shaping import G2RLConfig
 
 
 class ModelSection(Strict):
@@ -20,12 +22,40 @@ class ModelSection(Strict):
     init_seed: int = Field(0, description="Seed of the tiny model's random initialisation.")
 
 
+class CUTSSection(Strict):
+    """CUTS: after ``warmup`` ordinary tokens, draw uniformly from the kept set S_t (spec §2.2)."""
+
+    enabled: bool = Field(False, description="Sample the CUTS members of each group (see mixed_plan) with CUTS.")
+    k: int = Field(5, ge=1, description="K, the top-k candidates. READ (paper Table 3).")
+    delta: float = Field(0.03, ge=0.0, lt=1.0, description="delta: keep candidates with p > delta at temperature 1. READ.")
+    warmup: int = Field(5, ge=0, description="T_warm: ordinary tokens before CUTS starts (prefix protection). READ.")
+
+
+class MixedPlan(Strict):
+    """How each group splits between ordinary and CUTS rollouts (spec §2.3); one advantage over both."""
+
+    standard: int = Field(8, ge=0, description="Ordinary rollouts per group. READ (8 of 16).")
+    cuts: int = Field(8, ge=0, description="CUTS rollouts per group. READ (8 of 16; no ratio ablation was found).")
+
+
 class SamplingSection(Strict):
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of rollouts.")
     top_k: int = Field(0, ge=0, description="Top-k filter (0 = off).")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus filter (1 = off).")
+    top_p: float = Field(
+        1.0, gt=0.0, le=1.0, description="Nucleus filter (1 = off). Below 1 it also truncates CUTS's uniform set."
+    )
     max_new_tokens: int = Field(32, ge=1, description="Generation budget per completion.")
     batch_size: int = Field(256, ge=1, description="Sequences decoded together by the HF backend.")
+    cuts: CUTSSection = Field(default_factory=CUTSSection, description="The CUTS operator.")
+    mixed_plan: MixedPlan = Field(
+        default_factory=MixedPlan,
+        description="Members per group sampled normally / with CUTS when cuts.enabled; they must add up "
+        "to train.group_size (standard=0 gives pure CUTS).",
+    )
+
+
+class ShapingSection(Strict):
+    g2rl: G2RLConfig = Field(default_factory=G2RLConfig, description="G2RL gradient-guided novelty (spec §5).")
 
 
 class SFTSection(Strict):
@@ -55,6 +85,10 @@ class TrainSection(Strict):
     advantage_cfg: AdvantageConfig = Field(default_factory=AdvantageConfig)
     loss: str = Field("ppo_clip", description="Policy loss (registry name).")
     loss_cfg: LossConfig = Field(default_factory=LossConfig)
+    shaping: ShapingSection = Field(default_factory=ShapingSection, description="Reward shapers, applied "
+                                    "to the graded rewards before the advantage estimator.")
+    mssr: MSSRConfig = Field(default_factory=MSSRConfig, description="The value tracker of advantage='mssr' "
+                             "(its shaping coefficients are in advantage_cfg).")
     failure_reward: float = Field(0.0, description="Replaces an invalid reward (NaN, None, a raise, out of range).")
     grade_timeout_s: float = Field(10.0, gt=0.0, description="A grader call taking longer counts as invalid.")
     checkpoint_every: int = Field(25, ge=0, description="Steps between checkpoints (0 = only at the end).")
@@ -108,6 +142,16 @@ class RunConfig(Strict):
     optim: OptimSection = Field(default_factory=OptimSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+
+    @model_validator(mode="after")
+    def _mixed_plan_fills_the_group(self) -> RunConfig:
+        plan, g = self.sampling.mixed_plan, self.train.group_size
+        if self.sampling.cuts.enabled and plan.standard + plan.cuts != g:
+            raise ValueError(f"sampling.mixed_plan: standard + cuts = {plan.standard + plan.cuts} must equal "
+                             f"train.group_size = {g}")
+        if self.sampling.cuts.enabled and self.sampling.temperature == 0:
+            raise ValueError("sampling.cuts: CUTS draws at random; it needs sampling.temperature > 0")
+        return self
 
     @field_validator("pool")
     @classmethod

@@ -75,7 +75,7 @@ class Registry(Generic[F]):
             self._builtins = None
 
 
-#: ``fn(rewards, mask, group_ids, cfg) -> advantages``; see ``worldsmith.rl.advantages``.
+#: ``fn(rewards, mask, group_ids, cfg, **batch) -> advantages``; see ``worldsmith.rl.advantages``.
 ADVANTAGES: Registry = Registry("advantage", builtins="worldsmith.rl.advantages")
 #: ``fn(logp, old_logp, advantages, mask, cfg, ref_logp=None) -> (loss, metrics)``; see ``worldsmith.rl.losses``.
 LOSSES: Registry = Registry("loss", builtins="worldsmith.rl.losses")

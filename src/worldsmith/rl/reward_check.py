@@ -1,7 +1,8 @@
 """Reward hygiene: nothing a grader returns (or raises) can put a non-finite number into training.
 
 ``safe_grade`` calls a grader and turns a raise into an Exception value and a hang into a
-``GradeTimeout`` value. ``validate_rewards`` turns a list of such raw results into a float tensor,
+``GradeTimeout`` value; ``safe_grade_batch`` does the same for a whole batch in one worker thread
+(a new thread only after a hang). ``validate_rewards`` turns a list of such raw results into a float tensor,
 replacing every invalid entry by ``failure_value`` and counting it by kind.
 
 Limitation of the timeout: Python cannot kill a thread. A grader that hangs is abandoned, not
@@ -15,7 +16,8 @@ from __future__ import annotations
 import math
 import numbers
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -48,29 +50,116 @@ def safe_grade(env: object, instance: object, response: object, timeout_s: float
     ``GradeTimeout`` when it did not finish in time (the thread is then abandoned; see the module
     docstring). Never raises for anything the grader does.
     """
-    global _abandoned
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
     grade = getattr(env, "grade", env)
     box: dict[str, object] = {}
 
     def work() -> None:
-        try:
-            box["value"] = grade(instance, response)
-        except BaseException as exc:  # SystemExit and the like too: the caller gets a value
-            box["error"] = exc
+        box["value"] = _outcome(grade, instance, response)
 
     worker = threading.Thread(target=work, name="worldsmith-grade", daemon=True)
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
-        with _abandoned_lock:
-            _abandoned += 1
+        _count_abandoned()
         return GradeTimeout(f"grader did not finish within {timeout_s}s (thread abandoned)")
-    if "error" in box:
-        error = box["error"]
-        return error if isinstance(error, Exception) else RuntimeError(f"grader raised {type(error).__name__}")
     return box.get("value")
+
+
+def _outcome(grade, instance: object, response: object) -> object:
+    """What the grader returned, or the Exception it raised (a non-Exception raise, such as
+    SystemExit, becomes a RuntimeError: the caller always gets a value)."""
+    try:
+        return grade(instance, response)
+    except Exception as exc:
+        return exc
+    except BaseException as exc:
+        return RuntimeError(f"grader raised {type(exc).__name__}")
+
+
+def _count_abandoned() -> None:
+    global _abandoned
+    with _abandoned_lock:
+        _abandoned += 1
+
+
+class _BatchState:
+    """What the waiting caller and the current batch worker share (guarded by ``cond``)."""
+
+    def __init__(self, n: int) -> None:
+        self.cond = threading.Condition()
+        self.results: list[object] = [None] * n
+        self.done = 0  # items 0..done-1 have a result; item ``done`` is the one being graded
+        self.started = time.monotonic()  # when item ``done`` started
+        self.generation = 0  # bumped whenever the current worker is abandoned
+
+
+def safe_grade_batch(
+    jobs: Iterable[tuple[object, object, object]], timeout_s: float = 10.0, deadline_s: float | None = None
+) -> list[object]:
+    """``safe_grade`` for a batch of ``(env, instance, response)`` jobs, in order, in ONE worker
+    thread (starting a thread per call costs far more than a typical grader).
+
+    Each item gets the same treatment as ``safe_grade(env, instance, response, timeout_s)``: its
+    result, the Exception it raised, or a ``GradeTimeout`` when that one grader call ran longer than
+    ``timeout_s``. After a hang the worker is abandoned (and counted by ``abandoned_graders()``) and a
+    fresh worker grades the remaining items, so one bad item costs at most ``timeout_s``.
+    ``deadline_s`` (optional) bounds the whole batch: items without a result when it passes become
+    ``GradeTimeout`` too. Never raises for anything a grader does.
+    """
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+    if deadline_s is not None and not deadline_s > 0:
+        raise ValueError(f"deadline_s must be > 0 or None, got {deadline_s!r}")
+    jobs = list(jobs)
+    n = len(jobs)
+    if n == 0:
+        return []
+    state = _BatchState(n)
+    end = time.monotonic() + deadline_s if deadline_s is not None else math.inf
+
+    def work(generation: int, start: int) -> None:
+        for i in range(start, n):
+            env, instance, response = jobs[i]
+            value = _outcome(getattr(env, "grade", env), instance, response)
+            with state.cond:
+                if state.generation != generation:  # abandoned while grading: the result is discarded
+                    return
+                state.results[i] = value
+                state.done = i + 1
+                state.started = time.monotonic()
+                if i + 1 == n:  # the caller re-checks the running item's clock whenever its wait ends
+                    state.cond.notify()
+
+    def launch(start: int) -> None:
+        threading.Thread(target=work, args=(state.generation, start), name="worldsmith-grade-batch",
+                         daemon=True).start()
+
+    with state.cond:
+        state.started = time.monotonic()
+        launch(0)
+        while state.done < n:
+            now = time.monotonic()
+            if now >= end:
+                state.generation += 1
+                _count_abandoned()
+                for i in range(state.done, n):
+                    state.results[i] = GradeTimeout(f"not graded within the batch deadline of {deadline_s}s")
+                break
+            item_end = state.started + timeout_s
+            if now >= item_end:
+                state.generation += 1
+                _count_abandoned()
+                state.results[state.done] = GradeTimeout(
+                    f"grader did not finish within {timeout_s}s (thread abandoned)")
+                state.done += 1
+                state.started = now
+                if state.done < n:
+                    launch(state.done)
+                continue
+            state.cond.wait(min(item_end, end) - now)
+        return list(state.results)
 
 
 def _classify(raw: object, low: float, high: float) -> tuple[float | None, str | None]:

@@ -14,7 +14,7 @@ import pathlib
 import random
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from accelerate import Accelerator
@@ -22,13 +22,23 @@ from tqdm.auto import tqdm
 
 from worldsmith.configuration import dump
 from worldsmith.envs.contract import Instance, stable_hash
-from worldsmith.policy.backend import Rollouts, SamplingParams
-from worldsmith.policy.hf_backend import HFBackend, sequence_logprobs
-from worldsmith.rl.advantages import get_advantage
+from worldsmith.policy.backend import Rollouts, SamplingParams, merge_rollouts
+from worldsmith.policy.hf_backend import (
+    HFBackend,
+    grouped_sequence_logprobs,
+    sequence_logprobs,
+    shares_prompts,
+)
+from worldsmith.policy.sampling import CUTS
+from worldsmith.rl.advantages import call_advantage, get_advantage, mssr_shaping
 from worldsmith.rl.config import RunConfig
-from worldsmith.rl.losses import get_loss
+from worldsmith.rl.cuts import cuts_rows, mixed_cuts_metrics
+from worldsmith.rl.env_metrics import environment_metrics
+from worldsmith.rl.losses import get_loss, kl_estimate
+from worldsmith.rl.mssr import BetaTracker, sampled_token_entropy
 from worldsmith.rl.pool import EnvPool
-from worldsmith.rl.reward_check import safe_grade, validate_rewards
+from worldsmith.rl.reward_check import safe_grade, safe_grade_batch, validate_rewards
+from worldsmith.rl.shaping import g2rl_metrics, g2rl_novelty, g2rl_shape, head_statistics
 from worldsmith.runs import RunDir, atomic_write_bytes
 
 PHASES = ("generate", "grade", "old_logprobs", "ref_logprobs", "backward", "optimizer")
@@ -46,6 +56,7 @@ class Batch:
     advantages: torch.Tensor  # (B, T)
     old_logp: torch.Tensor  # (B, T)
     ref_logp: torch.Tensor | None  # (B, T)
+    is_cuts: torch.Tensor | None = None  # (B,) bool, True on rows sampled with CUTS
 
 
 class PhaseTimer:
@@ -65,6 +76,18 @@ def plain_sampling(params: SamplingParams) -> bool:
     """Whether sampled tokens were drawn from the temperature-1 policy itself, so the behaviour
     log-probs already are the old-policy log-probs and no second forward is needed."""
     return params.temperature == 1.0 and params.top_k == 0 and params.top_p == 1.0
+
+
+def contiguous_groups(group_ids: torch.Tensor, group_size: int) -> bool:
+    """Whether rows g*G .. g*G+G-1 are exactly group g, for every g (G = ``group_size``)."""
+    n = group_ids.shape[0]
+    if group_size < 1 or n % group_size:
+        return False
+    return torch.equal(group_ids, torch.arange(n // group_size, device=group_ids.device).repeat_interleave(group_size))
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[s : s + size] for s in range(0, len(items), size)]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -110,6 +133,10 @@ class Trainer:
         self.loss_fn = get_loss(cfg.train.loss)
         s = cfg.sampling
         self.backend = HFBackend(self.acc.unwrap_model(self.model), tokenizer, device=self.acc.device, batch_size=s.batch_size)
+        self.cuts = CUTS(s.cuts.k, s.cuts.delta, s.cuts.warmup) if s.cuts.enabled and s.mixed_plan.cuts else None
+        # MSSR's baseline is state carried across steps (and checkpoints), owned here
+        self.tracker = BetaTracker(cfg.train.mssr) if cfg.train.advantage == "mssr" else None
+        self._pending_metrics: dict = {}  # logged with the next step (e.g. MSSR's initialisation pass)
         self.step_index = 0
 
     # --- one step --------------------------------------------------------------------------------
@@ -127,43 +154,162 @@ class Trainer:
         grouped = [inst for inst in mine for _ in range(t.group_size)]  # B
         params = self.sampling_params(step)
         with timer("generate"):
-            rollouts = self.backend.generate([inst.prompt for inst in grouped], params)
+            rollouts, is_cuts = self._generate(grouped, params)  # is_cuts (B,) bool
         with timer("grade"):
-            scores = [safe_grade(self.env_of[inst.env], inst, text, t.grade_timeout_s)
-                      for inst, text in zip(grouped, rollouts.texts)]
+            scores = safe_grade_batch([(self.env_of[inst.env], inst, text)
+                                       for inst, text in zip(grouped, rollouts.texts)], t.grade_timeout_s)
             rewards, reward_metrics = validate_rewards(scores, failure_value=t.failure_reward)  # (B,)
         passed = [bool(getattr(s, "passed", False)) for s in scores]
         device = self.acc.device
         rewards = rewards.to(device)
         mask = rollouts.completion_mask  # (B, T)
         group_ids = torch.arange(len(mine), device=device).repeat_interleave(t.group_size)  # (B,)
-        advantages = self.advantage_fn(rewards, mask, group_ids, t.advantage_cfg)  # (B, T)
+        g2rl = t.shaping.g2rl
+        full_entropy = self.tracker is not None and t.mssr.entropy_mode == "full_distribution"
         with timer("old_logprobs"):
-            if plain_sampling(params):
-                old_logp = rollouts.behaviour_logp  # drawn from the policy itself: no second forward
-            else:
-                old_logp = self._logprobs(self.acc.unwrap_model(self.model), rollouts)
+            if plain_sampling(params) and not is_cuts.any() and not (g2rl.enabled or full_entropy):
+                old_logp, features, entropy = rollouts.behaviour_logp, None, None  # drawn from the policy itself
+            else:  # one forward: CUTS tokens need policy log-probs; G2RL / full entropy need its hidden states
+                old_logp, features, entropy = self._old_pass(rollouts, g2rl.enabled, full_entropy)
         ref_logp = None
         if self.ref_model is not None:
             with timer("ref_logprobs"):
                 ref_logp = self._logprobs(self.ref_model, rollouts)
+        method_metrics: dict = {}
+        shaped = rewards  # (B,)
+        if g2rl.enabled:
+            nu = g2rl_novelty(features, rewards, group_ids, g2rl.eps)  # (B,)
+            shaped = g2rl_shape(rewards, nu, group_ids, g2rl).to(device)  # (B,)
+            method_metrics.update(g2rl_metrics(features, nu, rewards, shaped, group_ids, g2rl))
+        keys = self._prompt_keys(grouped)
+        extras: dict = {"old_logp": old_logp, "prompt_keys": keys}
+        if self.tracker is not None:
+            if entropy is None:
+                entropy = sampled_token_entropy(old_logp, mask)  # (B, T)
+            extras.update(baseline=self.tracker.values(keys).to(device), entropy=entropy)
+        advantages = call_advantage(self.advantage_fn, shaped, mask, group_ids, t.advantage_cfg, **extras)  # (B, T)
+        if self.tracker is not None:
+            method_metrics.update(self._update_tracker(keys, shaped, rewards, mask, group_ids, extras, ref_logp))
+        if is_cuts.any():
+            c = self.cfg.sampling.cuts
+            method_metrics.update(mixed_cuts_metrics(rewards, is_cuts, group_ids, rollouts.behaviour_logp,
+                                                     old_logp, mask, c.warmup, c.k))
         pool_metrics = self._update_pool(instances, step, passed)
         grp = rewards.view(-1, t.group_size)
         metrics = {
             "reward/mean": float(rewards.mean()),
             "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
             "accuracy/train": sum(passed) / len(passed),
-            "groups/zero_variance_fraction": float((grp.std(dim=1) == 0).float().mean()),
+            "groups/zero_variance_fraction": float((grp.std(dim=1, unbiased=False) == 0).float().mean()),
             "reward/invalid": reward_metrics["invalid"],
             "completion_tokens/mean": float(mask.sum(1).float().mean()),
             "completion/finished_fraction": float(rollouts.finished.float().mean()) if rollouts.finished is not None else None,
-            # an unbiased estimate of the sampling distribution's entropy from the sampled tokens
-            "entropy": float(-(rollouts.behaviour_logp * mask).sum() / mask.sum().clamp_min(1)),
+            "entropy": self._sampled_entropy(rollouts, old_logp, is_cuts),
             **{f"reward/{k}": v for k, v in reward_metrics.items() if k.startswith("invalid_") and v},
             **pool_metrics,
+            **method_metrics,
+            **environment_metrics(self.env_of, grouped, rollouts.texts, scores),  # e.g. the games' game/itp
         }
-        batch = Batch(grouped, rollouts, rewards, passed, group_ids, advantages, old_logp, ref_logp)
+        batch = Batch(grouped, rollouts, rewards, passed, group_ids, advantages, old_logp, ref_logp, is_cuts)
         return batch, metrics
+
+    def _generate(self, grouped: list[Instance], params: SamplingParams) -> tuple[Rollouts, torch.Tensor]:
+        """One completion per entry, and which rows used CUTS (B,) bool. With CUTS on, the mixed
+        plan's CUTS members of each group come from a second call (with its own seed) and are
+        merged back in group order."""
+        prompts = [inst.prompt for inst in grouped]
+        if self.cuts is None:
+            return self.backend.generate(prompts, params), torch.zeros(len(prompts), dtype=torch.bool, device=self.acc.device)
+        plan = self.cfg.sampling.mixed_plan
+        is_cuts = cuts_rows(len(prompts) // self.cfg.train.group_size, plan.standard, plan.cuts, self.acc.device)
+        cuts_params = replace(params, seed=stable_hash("cuts", params.seed) % 2**62)
+        parts, positions = [], []
+        for rows, p, processor in ((~is_cuts, params, None), (is_cuts, cuts_params, self.cuts)):
+            idx = rows.nonzero().squeeze(-1).tolist()
+            if idx:
+                parts.append(self.backend.generate([prompts[i] for i in idx], p, logits_processor=processor))
+                positions.append(idx)
+        return merge_rollouts(parts, positions, pad_id=self.backend.pad_id), is_cuts
+
+    @staticmethod
+    def _sampled_entropy(r: Rollouts, old_logp: torch.Tensor, is_cuts: torch.Tensor) -> float:
+        """-mean log-prob of the sampled tokens: of their sampling distribution on the rows drawn from
+        the policy; a CUTS-only batch falls back to the policy's log-prob of its tokens."""
+        mask = r.completion_mask.bool()
+        own = mask & ~is_cuts[:, None]  # (B, T)
+        if own.any():
+            return float(-(r.behaviour_logp * own).sum() / own.sum())
+        return float(-(old_logp * mask).sum() / mask.sum().clamp_min(1))
+
+    def _prompt_keys(self, instances: list[Instance]) -> list[str]:
+        """Stable keys of the prompts, for MSSR's tracker: (environment, seed), or the environment."""
+        if self.cfg.train.mssr.key == "environment":
+            return [inst.env for inst in instances]
+        return [f"{inst.env}/{inst.seed}" for inst in instances]
+
+    def _update_tracker(self, keys, shaped, rewards, mask, group_ids, extras, ref_logp) -> dict:
+        """MSSR diagnostics, then fold this step's outcomes and KL(pi_old || pi_ref) into the tracker."""
+        t, m = self.cfg.train, self.cfg.train.mssr
+        baseline, entropy = extras["baseline"], extras["entropy"]
+        unshaped = call_advantage(self.advantage_fn, shaped, mask, group_ids, t.advantage_cfg,
+                                  **{**extras, "entropy": None})  # (B, T)
+        a = t.advantage_cfg
+        psi = mssr_shaping(unshaped, entropy, mask, a.entropy_coef, a.entropy_kappa)  # (B, T)
+        capped = mask & (unshaped.abs() / a.entropy_kappa < a.entropy_coef * entropy)  # (B, T)
+        n = mask.sum().clamp_min(1)
+        seen = self.tracker.seen(keys)
+        pairs = list(zip(keys, (rewards > m.outcome_threshold).float().tolist()))
+        kls: list[float] = []
+        if ref_logp is not None:  # per-sample mean token k3 estimate of KL(pi_old || pi_ref)
+            per_token = kl_estimate(extras["old_logp"], ref_logp, "k3") * mask
+            kls = (per_token.sum(1) / mask.sum(1).clamp_min(1)).tolist()
+        if self.acc.num_processes > 1:  # every process keeps the same tracker
+            from accelerate.utils import gather_object
+
+            pairs, kls = gather_object(pairs), gather_object(kls)
+        kl = sum(kls) / len(kls) if kls else None
+        rho = self.tracker.update([k for k, _ in pairs], [b for _, b in pairs], kl)
+        return {
+            "mssr/rho": rho,
+            "mssr/kl": kl,
+            "mssr/value_mean": float(baseline.mean()),
+            "mssr/value_std": float(baseline.std(unbiased=False)),
+            "mssr/value_min": float(baseline.min()),
+            "mssr/value_max": float(baseline.max()),
+            "mssr/seen_fraction": sum(seen) / len(seen),
+            "mssr/entropy": float((entropy * mask).sum() / n),
+            "mssr/psi_mean": float(psi.sum() / n),
+            "mssr/cap_fraction": float(capped.sum() / n),
+        }
+
+    def initialise_tracker(self) -> dict:
+        """MSSR's initialisation pass: roll out the current policy ``n_init`` times on the prompts of
+        the next ``init_steps`` steps (every training prompt by default; read from a copy of the pool,
+        so the pool itself does not move) and set each key's prior from its mean outcome."""
+        t, m = self.cfg.train, self.cfg.train.mssr
+        started = time.perf_counter()
+        preview = EnvPool(self.cfg.pool)
+        preview.load_state_dict(self.pool.state_dict())
+        steps = range(self.step_index, self.step_index + (m.init_steps or t.steps))
+        instances = [inst for s in steps for inst in preview.sample_batch(t.prompts_per_step, s, t.seed)]
+        mine = [inst for inst in instances[self.acc.process_index :: self.acc.num_processes] for _ in range(m.n_init)]
+        params = replace(self.sampling_params(self.step_index),
+                         seed=stable_hash("mssr_init", t.seed, self.acc.process_index) % 2**62)
+        rollouts = self.backend.generate([inst.prompt for inst in mine], params)
+        scores = [safe_grade(self.env_of[inst.env], inst, text, t.grade_timeout_s)
+                  for inst, text in zip(mine, rollouts.texts)]
+        rewards, _ = validate_rewards(scores, failure_value=t.failure_reward)
+        pairs = list(zip(self._prompt_keys(mine), (rewards > m.outcome_threshold).float().tolist()))
+        if self.acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            pairs = gather_object(pairs)
+        self.tracker.initialise([k for k, _ in pairs], [b for _, b in pairs])
+        return {
+            "mssr/init_rollouts": len(pairs),
+            "mssr/init_outcome_mean": sum(b for _, b in pairs) / max(len(pairs), 1),
+            "mssr/init_seconds": time.perf_counter() - started,
+        }
 
     def _update_pool(self, instances: list[Instance], step: int, passed: list[bool]) -> dict:
         """Steer the pool with every process's outcomes, so all processes keep the same pool."""
@@ -182,11 +328,82 @@ class Trainer:
     def _logprobs(self, model, r: Rollouts) -> torch.Tensor:
         out = []
         mb = self.cfg.train.microbatch_size
+        g = self._shared_group_size(r)
         for s in range(0, len(r), mb):
-            out.append(sequence_logprobs(model, r.prompt_ids[s : s + mb], r.prompt_mask[s : s + mb],
-                                         r.completion_ids[s : s + mb], r.completion_mask[s : s + mb],
-                                         temperature=self._logp_temperature()))
+            args = (r.prompt_ids[s : s + mb], r.prompt_mask[s : s + mb], r.completion_ids[s : s + mb],
+                    r.completion_mask[s : s + mb])
+            if g > 1 and mb % g == 0:  # every slice is whole groups: each prompt runs once
+                out.append(grouped_sequence_logprobs(model, *args, g, temperature=self._logp_temperature()))
+            else:
+                out.append(sequence_logprobs(model, *args, temperature=self._logp_temperature()))
         return torch.cat(out)
+
+    def _shared_group_size(self, r: Rollouts, group_ids: torch.Tensor | None = None) -> int:
+        """``group_size`` when rows g*G .. g*G+G-1 form group g and share one prompt (so a prompt's
+        forward can serve its whole group), else 1."""
+        g = self.cfg.train.group_size
+        if g < 2 or len(r) % g or (group_ids is not None and not contiguous_groups(group_ids, g)):
+            return 1
+        return g if shares_prompts(r.prompt_ids, r.prompt_mask, g) else 1
+
+    def _minibatches(self, batch: Batch, rng: random.Random) -> list[tuple[list[int], list[list[int]], int]]:
+        """One epoch's minibatches as ``(rows, microbatches of rows, G)``; G > 1 means every
+        microbatch is whole groups of G rows sharing a prompt (computed with the grouped forward).
+
+        When the batch is contiguous groups and minibatch_size is a multiple of group_size, whole
+        groups are shuffled into minibatches, and the groups of a minibatch are ordered by their
+        longest completion; otherwise rows are shuffled. Either way, when microbatches cannot be
+        whole shared-prompt groups, the rows of a minibatch are ordered by completion length so each
+        microbatch carries little padding.
+        """
+        t, r = self.cfg.train, batch.rollouts
+        n, g = len(r), t.group_size
+        lengths = r.completion_mask.sum(1).tolist()
+        shared = self._shared_group_size(r, batch.group_ids)
+        out = []
+        if g > 1 and t.minibatch_size % g == 0 and contiguous_groups(batch.group_ids, g):
+            groups = list(range(n // g))
+            rng.shuffle(groups)
+            for chosen in _chunks(groups, t.minibatch_size // g):
+                chosen.sort(key=lambda k: max(lengths[k * g : k * g + g]))
+                rows = [k * g + j for k in chosen for j in range(g)]
+                if shared > 1 and t.microbatch_size % g == 0:
+                    out.append((rows, _chunks(rows, t.microbatch_size), shared))
+                else:
+                    by_length = sorted(rows, key=lambda i: lengths[i])
+                    out.append((rows, _chunks(by_length, t.microbatch_size), 1))
+            return out
+        order = list(range(n))
+        rng.shuffle(order)
+        for mini in _chunks(order, t.minibatch_size):
+            mini.sort(key=lambda i: lengths[i])
+            out.append((mini, _chunks(mini, t.microbatch_size), 1))
+        return out
+
+    @torch.no_grad()
+    def _old_pass(self, r: Rollouts, features: bool, entropy: bool):
+        """Old-policy log-probs (B, T) from one forward, and from the same pass's final hidden states
+        G2RL's Phi (B, d) when ``features`` and the full-distribution entropy (B, T) when ``entropy``
+        (each None when not asked)."""
+        model = self.acc.unwrap_model(self.model)
+        if not (features or entropy):
+            return self._logprobs(model, r), None, None
+        head = model.get_output_embeddings()
+        weight = head.weight.detach().float()  # (V, d), cast once for the whole batch
+        bias = head.bias.detach().float() if getattr(head, "bias", None) is not None else None
+        g, temp, mb = self.cfg.train.shaping.g2rl, self._logp_temperature(), self.cfg.train.microbatch_size
+        logps, phis, ents = [], [], []
+        for s in range(0, len(r), mb):
+            sl = slice(s, s + mb)
+            logp, hidden = sequence_logprobs(model, r.prompt_ids[sl], r.prompt_mask[sl], r.completion_ids[sl],
+                                             r.completion_mask[sl], temperature=temp, return_hidden=True)
+            phi, ent = head_statistics(hidden, weight, r.completion_ids[sl], r.completion_mask[sl], bias=bias,
+                                       temperature=temp, chunk=g.chunk, eps=g.eps, features=features,
+                                       entropy=entropy)
+            logps.append(logp)
+            phis.append(phi)
+            ents.append(ent)
+        return (torch.cat(logps), torch.cat(phis) if features else None, torch.cat(ents) if entropy else None)
 
     def _logp_temperature(self) -> float:
         temp = self.cfg.sampling.temperature
@@ -195,28 +412,24 @@ class Trainer:
     def update(self, batch: Batch, step: int, timer: PhaseTimer) -> dict:
         """PPO epochs over minibatches of the rollout batch, accumulating over microbatches."""
         t, r = self.cfg.train, batch.rollouts
-        n = len(r)
         rng = random.Random(stable_hash("minibatch", t.seed, step))
         loss_metrics: list[dict] = []
         grad_norms = []
         self.model.train()
+        lengths = r.completion_mask.sum(1)
         for _ in range(t.ppo_epochs):
-            order = list(range(n))
-            rng.shuffle(order)
-            for start in range(0, n, t.minibatch_size):
-                mini = order[start : start + t.minibatch_size]
-                # bucket by length inside the minibatch so each microbatch carries little padding
-                lengths = r.completion_mask.sum(1)
-                mini.sort(key=lambda i: int(lengths[i]))
-                micro = [mini[s : s + t.microbatch_size] for s in range(0, len(mini), t.microbatch_size)]
+            for mini, micro, shared in self._minibatches(batch, rng):
                 with timer("backward"):
                     for idx in micro:
                         ix = torch.tensor(idx, device=self.acc.device)
                         width = int(lengths[ix].max())
                         mask = r.completion_mask[ix, :width]  # (b, w)
-                        logp = sequence_logprobs(self.model, r.prompt_ids[ix], r.prompt_mask[ix],
-                                                 r.completion_ids[ix, :width], mask,
-                                                 temperature=self._logp_temperature())  # (b, w)
+                        args = (r.prompt_ids[ix], r.prompt_mask[ix], r.completion_ids[ix, :width], mask)
+                        if shared > 1:  # whole groups: each prompt runs once for its group
+                            logp = grouped_sequence_logprobs(self.model, *args, shared,
+                                                             temperature=self._logp_temperature())  # (b, w)
+                        else:
+                            logp = sequence_logprobs(self.model, *args, temperature=self._logp_temperature())
                         ref = batch.ref_logp[ix, :width] if batch.ref_logp is not None else None
                         loss, m = self.loss_fn(logp, batch.old_logp[ix, :width], batch.advantages[ix, :width],
                                                mask, t.loss_cfg, ref_logp=ref)
@@ -244,6 +457,8 @@ class Trainer:
         started = time.perf_counter()
         batch, metrics = self.collect(step, timer)
         metrics.update(self.update(batch, step, timer))
+        metrics.update(self._pending_metrics)
+        self._pending_metrics = {}
         metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
         metrics["time/step"] = time.perf_counter() - started
         return {"step": step, **metrics}
@@ -256,6 +471,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "pool": self.pool.state_dict(),
+            "mssr": self.tracker.state_dict() if self.tracker is not None else None,
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
         }
@@ -265,6 +481,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.pool.load_state_dict(state["pool"])
+        if self.tracker is not None and state.get("mssr") is not None:
+            self.tracker.load_state_dict(state["mssr"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self.step_index = int(state["step"])
@@ -300,6 +518,9 @@ class Trainer:
         main = self.acc.is_main_process
         if main:
             dump(self.cfg, run.root / "config.yaml")
+        m = t.mssr
+        if self.tracker is not None and m.init_pass and self.step_index == 0 and not self.tracker.initialised:
+            self._pending_metrics.update(self.initialise_tracker())
         rows = []
         bar = tqdm(total=t.steps, initial=self.step_index, desc="train", disable=not (progress and main),
                    dynamic_ncols=True)
