@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from worldsmith.envs.answers import parse_int, split_items
 from worldsmith.envs.contract import Environment, split_seed

@@ -11,12 +11,11 @@ it in a fresh process, so it must stay cheap (no torch, no transformers).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from worldsmith.envs import answers
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from worldsmith.envs.contract import Environment
 
@@ -72,5 +73,5 @@ def _load_builtins() -> None:
     if _loaded:
         return
     _loaded = True
-    import worldsmith.envs.seeds  # noqa: F401  (registers the seed environments)
     import worldsmith.envs.gym  # noqa: F401  (registers the rg: family; reasoning-gym loads lazily)
+    import worldsmith.envs.seeds  # noqa: F401  (registers the seed environments)
