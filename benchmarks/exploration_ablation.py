@@ -13,7 +13,9 @@ step:
 - g2rl:       group 16, G2RL shaping (multiplicative map, lambda 1) then GRPO
 
 Each trained policy is evaluated on held-out instances: greedy accuracy, sampled pass@1, pass@k
-and maj@k (k = samples), and the last steps' training entropy. Prints one JSON line with the
+and maj@k (k = samples), the last steps' training entropy, the fraction of groups whose rewards
+all agree (no learning signal; not defined for MSSR's single rollouts), the completions generated
+in training (MSSR's initialisation pass not included) and wall time. Prints one JSON line with the
 mean and population std over seeds of each figure, per method, and the machine; progress goes to
 stderr. ``--quick`` runs a short version.
 
@@ -123,7 +125,12 @@ def main() -> None:
             after = held_out(model, tok, args.eval_instances, args.samples, args.max_new_tokens, seed)
             tail = rows[-max(1, len(rows) // 5):]
             figures = {**after, "train_reward": statistics.fmean(r["reward/mean"] for r in tail),
-                       "train_entropy": statistics.fmean(r["entropy"] for r in tail), "seconds": seconds}
+                       "train_entropy": statistics.fmean(r["entropy"] for r in tail), "seconds": seconds,
+                       "generated_completions": float(cfg.train.steps * cfg.train.prompts_per_step
+                                                      * cfg.train.group_size)}
+            if cfg.train.group_size > 1:  # a single rollout has no group variance to speak of
+                figures["zero_variance_groups"] = statistics.fmean(
+                    r["groups/zero_variance_fraction"] for r in rows)
             for k, v in figures.items():
                 results[method].setdefault(k, []).append(v)
             print(f"seed {seed} {method}: {figures}", file=sys.stderr)

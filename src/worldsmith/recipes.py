@@ -37,7 +37,8 @@ def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
     sft_metrics = None
     if cfg.sft.examples:
         specs = [(e.name, e.difficulty, e.weight) for e in cfg.pool]
-        examples = sft_examples(specs, cfg.sft.examples, split="train", seed=cfg.train.seed)
+        examples = sft_examples(specs, cfg.sft.examples, split="train", seed=cfg.train.seed,
+                                with_steps=cfg.sft.with_steps)
         sft_metrics = train_sft(model, tokenizer, examples, epochs=cfg.sft.epochs, lr=cfg.sft.lr,
                                 batch_size=cfg.sft.batch_size, seed=cfg.train.seed, progress=progress)
     save_policy(model, tokenizer, saved)

@@ -60,9 +60,14 @@ class FlakyReward(LetterA):
         return [None, float("nan"), "yes", 2.0][bad - 1]
 
 
-for cls in (LetterA, FlakyReward):
-    if cls.name not in envs.names():
+@pytest.fixture(autouse=True, scope="module")
+def test_environments():
+    """Register the test environments for this module only, so registry-wide tests never see them."""
+    for cls in (LetterA, FlakyReward):
         envs.register(cls)
+    yield
+    for cls in (LetterA, FlakyReward):
+        envs.registry.unregister(cls.name)
 
 
 def make(tmp_path, env="test_letter_a", sampling=None, **train):

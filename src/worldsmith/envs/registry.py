@@ -35,6 +35,11 @@ def register(cls: E) -> E:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove ``name`` from the registry (e.g. a temporary environment in a test)."""
+    _REGISTRY.pop(name, None)
+
+
 def register_family(prefix: str, resolver: Callable[[str], Environment]) -> None:
     """Resolve every name ``prefix:rest`` with ``resolver(rest)``."""
     if prefix in _FAMILIES:

@@ -24,9 +24,10 @@ from worldsmith.policy.model import encode_prompts, eos_token_ids
 EnvSpec = tuple[str, float, float]  # (env name, difficulty, weight)
 
 
-def sft_completion(env: envs.Environment, instance: envs.Instance, eos: str = "") -> str:
-    """The target completion for one instance: reasoning lines, the wrapped answer, then ``eos``."""
-    steps = env.steps(instance.data) if env.has_steps() else None
+def sft_completion(env: envs.Environment, instance: envs.Instance, eos: str = "", with_steps: bool = True) -> str:
+    """The target completion for one instance: reasoning lines (when the environment has a step
+    trace and ``with_steps``), the wrapped answer, then ``eos``."""
+    steps = env.steps(instance.data) if with_steps and env.has_steps() else None
     trace = "".join(f"{s}\n" for s in steps) if steps else ""
     return f"{trace}{env.wrap(instance.reference)}{eos}"
 
@@ -39,6 +40,7 @@ def sft_examples(
     *,
     start: int = 0,
     eos: str = "",
+    with_steps: bool = True,
 ) -> list[tuple[str, str]]:
     """``n`` (prompt, completion) pairs drawn from a weighted mixture of environments.
 
@@ -62,7 +64,7 @@ def sft_examples(
         name, difficulty, _ = env_specs[k]
         env = loaded[name]
         instance = env.sample(envs.split_seed(split, start + i), difficulty)
-        out.append((instance.prompt, sft_completion(env, instance, eos)))
+        out.append((instance.prompt, sft_completion(env, instance, eos, with_steps)))
     return out
 
 

@@ -63,6 +63,7 @@ class SFTSection(Strict):
     epochs: int = Field(1, ge=1, description="Passes over the SFT examples.")
     lr: float = Field(3e-3, gt=0.0, description="SFT learning rate (AdamW, constant).")
     batch_size: int = Field(64, ge=1, description="SFT batch size.")
+    with_steps: bool = Field(True, description="Train on environments' step traces before the answer, where they have one.")
 
 
 class OptimSection(Strict):
