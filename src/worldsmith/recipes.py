@@ -135,7 +135,8 @@ def quickstart_config(seed: int = 0) -> RunConfig:
         "model": {"init_seed": seed},
         "pool": [{"name": "arithmetic_chain", "difficulty": 0.0}],
         "sampling": {"max_new_tokens": 16, "temperature": 1.0},
-        "sft": {"examples": 4000, "epochs": 2, "lr": 3e-3, "batch_size": 16},
+        # one-step problems: the answer alone, no step trace (an unrewarded trace drifts under RL)
+        "sft": {"examples": 8000, "epochs": 2, "lr": 3e-3, "batch_size": 16, "with_steps": False},
         "optim": {"lr": 3e-4, "grad_clip": 1.0},
         "train": {"steps": 300, "prompts_per_step": 32, "group_size": 8, "minibatch_size": 256,
                   "microbatch_size": 256, "checkpoint_every": 20, "seed": seed},
