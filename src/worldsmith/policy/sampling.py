@@ -29,27 +29,39 @@ import torch
 from torch import Tensor
 
 
+def _kept_top_k(logits: Tensor, k: int, delta: float) -> tuple[Tensor, Tensor]:
+    """``(top_i (..., k) long, keep (..., k) bool)``: the top-k token ids and which of them form S_t.
+
+    The top-k of the logits is the top-k of the probabilities (softmax is monotone), so only the k
+    kept probabilities are computed: p = exp(z - logsumexp(z)).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    z = logits.float()  # (..., V)
+    top_z, top_i = torch.topk(z, min(k, z.shape[-1]), dim=-1)  # (..., k)
+    top_p = (top_z - torch.logsumexp(z, dim=-1, keepdim=True)).exp()  # (..., k)
+    keep = top_p > delta  # (..., k)
+    return top_i, keep | ~keep.any(dim=-1, keepdim=True)  # fallback: uniform over the full top-k
+
+
 def cuts_mask(logits: Tensor, k: int = 5, delta: float = 0.03) -> Tensor:
     """The kept set S_t as a boolean mask over the vocabulary.
 
     logits (..., V) raw next-token logits; returns (..., V) bool, True on S_t: the top-k tokens
     whose temperature-1 probability is > delta, or the whole top-k when none is.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    probs = torch.softmax(logits.float(), dim=-1)  # (..., V)
-    top_p, top_i = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)  # (..., k)
-    keep = top_p > delta  # (..., k)
-    keep = keep | ~keep.any(dim=-1, keepdim=True)  # fallback: uniform over the full top-k
-    return torch.zeros(probs.shape, dtype=torch.bool, device=probs.device).scatter(-1, top_i, keep)
+    top_i, keep = _kept_top_k(logits, k, delta)
+    return torch.zeros(logits.shape, dtype=torch.bool, device=logits.device).scatter(-1, top_i, keep)
 
 
 def cuts_logits(logits: Tensor, k: int = 5, delta: float = 0.03) -> Tensor:
     """Logits (..., V) whose softmax is uniform over S_t: 0 on S_t, the dtype's min elsewhere."""
     if not logits.is_floating_point():
         raise TypeError(f"logits must be floating point, got {logits.dtype}")
-    floor = torch.full_like(logits, torch.finfo(logits.dtype).min)  # (..., V)
-    return floor.masked_fill(cuts_mask(logits, k, delta), 0.0)
+    floor = torch.finfo(logits.dtype).min
+    top_i, keep = _kept_top_k(logits, k, delta)
+    kept = torch.where(keep, 0.0, floor).to(logits.dtype)  # (..., k)
+    return torch.full_like(logits, floor).scatter(-1, top_i, kept)
 
 
 @dataclass(frozen=True)
