@@ -103,10 +103,10 @@ def cmd_envs_check(args: argparse.Namespace) -> int:
 def cmd_envs_tour(args: argparse.Namespace) -> int:
     """A guided look at every environment: an easy and a hard instance, and how grading treats
     the reference, a near miss and a spray."""
+    import random
+
     from worldsmith import envs
     from worldsmith.envs.checks import perturbations
-
-    import random
 
     for name in envs.names():
         env = envs.get(name)
@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
+    import worldsmith.audit.cli  # noqa: F401  (adds `worldsmith audit` to _EXTRA_COMMANDS)
+
     for register in _EXTRA_COMMANDS:
         register(sub)
     return parser
@@ -324,4 +326,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("worldsmith.cli", sys.modules[__name__])  # under -m: one module, not two copies
     sys.exit(main())

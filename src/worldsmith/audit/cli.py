@@ -1,0 +1,117 @@
+"""`worldsmith audit env` and `worldsmith audit game`, added to the main parser.
+
+Importing this module registers the sub-commands through ``worldsmith.cli._EXTRA_COMMANDS``; it
+imports nothing heavy, so `worldsmith --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from worldsmith import cli
+from worldsmith.cli import EXIT_FAILED, UsageError
+
+
+def _is_file_target(target: str) -> bool:
+    return target.endswith(".py") or os.sep in target
+
+
+def _audit_config(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from worldsmith.audit.redteam import RedTeamConfig
+
+    values = {"instances": args.instances, "threshold": args.threshold, "reward_threshold": args.reward_threshold,
+              "skip": args.skip or []}
+    if args.difficulty:
+        values["difficulties"] = tuple(args.difficulty)
+    try:
+        return RedTeamConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        message = err["msg"].removeprefix("Value error, ")
+        raise UsageError(f"--{str(err['loc'][0]).replace('_', '-')}: {message}") from None
+
+
+def _reports_for(target: str, cfg, timeout_s: float):
+    """(reports, error line or None) for one NAME or FILE.py."""
+    from worldsmith.audit.redteam import AuditFileError, AuditTimeout, audit_env, audit_file
+
+    if not _is_file_target(target):
+        return [audit_env(cli._get_env(target), cfg)], None
+    try:
+        return audit_file(target, cfg, timeout_s=timeout_s), None
+    except AuditTimeout as exc:
+        return [], str(exc)
+    except AuditFileError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_audit_env(args: argparse.Namespace) -> int:
+    from worldsmith.audit.redteam import CHILD_PROCESS, format_report
+
+    cfg = _audit_config(args)
+    failed = False
+    for target in args.targets:
+        if _is_file_target(target) and not args.json:
+            print(f"note: {target} is imported in a {CHILD_PROCESS}.")
+        reports, error = _reports_for(target, cfg, args.timeout)
+        if error is not None:
+            failed = True
+            print(json.dumps({"target": target, "error": error}) if args.json else f"FAILED {error}")
+        for report in reports:
+            failed |= report.flagged
+            print(json.dumps(report.to_json()) if args.json else format_report(report) + "\n")
+    return EXIT_FAILED if failed else 0
+
+
+def cmd_audit_game(args: argparse.Namespace) -> int:
+    from worldsmith.audit.games.train import run_game_cli
+
+    return run_game_cli(args)
+
+
+def _unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def register(sub) -> None:
+    audit_p = sub.add_parser("audit", help="red-team environment scorers; loophole games with exploit metrics")
+    audit_sub = audit_p.add_subparsers(dest="audit_command", required=True, parser_class=cli._Parser)
+
+    p = audit_sub.add_parser("env", help="run exploit strategies against an environment's scorer")
+    p.add_argument("targets", nargs="+", metavar="NAME|FILE.py",
+                   help="a registered environment, or a Python file defining Environment subclasses "
+                        "(imported in a child process: NOT a security boundary)")
+    p.add_argument("--instances", type=cli._positive_int, default=64, help="instances per difficulty")
+    p.add_argument("--difficulty", type=_unit, action="append", help="difficulty to audit; repeatable (default 0.5 and 1)")
+    p.add_argument("--threshold", type=_unit, default=0.05, help="flag a strategy passing more often than this")
+    p.add_argument("--reward-threshold", type=_unit, default=0.05, help="flag a strategy earning more mean reward")
+    p.add_argument("--skip", action="append", metavar="STRATEGY[:VARIANT]", help="leave out; repeatable")
+    p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of a FILE.py audit, seconds")
+    p.add_argument("--json", action="store_true", help="one JSON report per line")
+    p.set_defaults(func=cmd_audit_env)
+
+    p = audit_sub.add_parser("game", help="train the tiny policy on a vulnerability game; plot ITP and ER")
+    p.add_argument("name", help="compliance, self_grading, proxy_metric or tampering")
+    p.add_argument("--secure", action="store_true", help="train the secure twin (default: the vulnerable game)")
+    p.add_argument("--both", action="store_true", help="train the vulnerable game, then its secure twin")
+    p.add_argument("--steps", type=cli._positive_int, default=60)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run folder (one sub-folder per variant)")
+    p.add_argument("--data", help="local file of the paper's data (.parquet or .jsonl) instead of synthetic data")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the run config (right after NAME)")
+    p.set_defaults(func=cmd_audit_game)
+
+
+if register not in cli._EXTRA_COMMANDS:
+    cli._EXTRA_COMMANDS.append(register)
