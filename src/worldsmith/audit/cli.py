@@ -73,16 +73,6 @@ def cmd_audit_game(args: argparse.Namespace) -> int:
     return run_game_cli(args)
 
 
-def _unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
 def register(sub) -> None:
     audit_p = sub.add_parser("audit", help="red-team environment scorers; loophole games with exploit metrics")
     audit_sub = audit_p.add_subparsers(dest="audit_command", required=True, parser_class=cli._Parser)
@@ -92,9 +82,9 @@ def register(sub) -> None:
                    help="a registered environment, or a Python file defining Environment subclasses "
                         "(imported in a child process: NOT a security boundary)")
     p.add_argument("--instances", type=cli._positive_int, default=64, help="instances per difficulty")
-    p.add_argument("--difficulty", type=_unit, action="append", help="difficulty to audit; repeatable (default 0.5 and 1)")
-    p.add_argument("--threshold", type=_unit, default=0.05, help="flag a strategy passing more often than this")
-    p.add_argument("--reward-threshold", type=_unit, default=0.05, help="flag a strategy earning more mean reward")
+    p.add_argument("--difficulty", type=cli._difficulty, action="append", help="difficulty to audit; repeatable (default 0.5 and 1)")
+    p.add_argument("--threshold", type=cli._difficulty, default=0.05, help="flag a strategy passing more often than this")
+    p.add_argument("--reward-threshold", type=cli._difficulty, default=0.05, help="flag a strategy earning more mean reward")
     p.add_argument("--skip", action="append", metavar="STRATEGY[:VARIANT]", help="leave out; repeatable")
     p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of a FILE.py audit, seconds")
     p.add_argument("--json", action="store_true", help="one JSON report per line")

@@ -97,25 +97,15 @@ class TrainSection(Strict):
     eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0 = none during training).")
     seed: int = Field(0, description="Seeds sampling, the pool and the data order.")
 
-    @field_validator("advantage")
+    @field_validator("advantage", "loss")
     @classmethod
-    def _known_advantage(cls, name: str) -> str:
-        from worldsmith.rl.advantages import get_advantage
+    def _registered(cls, name: str, info) -> str:
+        from worldsmith.rl.registry import ADVANTAGES, LOSSES
 
+        registry = ADVANTAGES if info.field_name == "advantage" else LOSSES
         try:
-            get_advantage(name)
-        except KeyError as exc:
-            raise ValueError(str(exc)) from None
-        return name
-
-    @field_validator("loss")
-    @classmethod
-    def _known_loss(cls, name: str) -> str:
-        from worldsmith.rl.losses import get_loss
-
-        try:
-            get_loss(name)
-        except KeyError as exc:
+            registry.get(name)
+        except KeyError as exc:  # pydantic reports ValueErrors as the field's error
             raise ValueError(str(exc)) from None
         return name
 
