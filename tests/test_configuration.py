@@ -54,6 +54,8 @@ def test_shipped_configs_validate():
     [
         (["train", "missing.yaml", "--out", "x"], "config file not found"),
         (["train", "configs/grpo_arithmetic.yaml", "train.stepz=3", "--out", "x"], "train.stepz: unknown key"),
+        (["train", "configs/grpo_arithmetic.yaml", "--out", "x", "train.stepz=3"], "train.stepz: unknown key"),
+        (["train", "configs/grpo_arithmetic.yaml", "--out", "x", "--bogus"], "unrecognized arguments: --bogus"),
         (["eval", "--model", "/nonexistent", "--env", "gcd_euclid"], "--model"),
         (["eval", "--model", "/nonexistent", "--env", "gcd_euclid@2"], "difficulty"),
         (["quickstart", "train.steps=0"], "train.steps"),
