@@ -1,0 +1,475 @@
+"""Admission gates L1-L5 for candidate environment programs (specs/rl-algorithms.md §1.4).
+
+A candidate is one Python source file defining one ``Environment`` subclass. It is executed only
+through ``worldsmith.sandbox.run`` (a fresh, limited process per call); every verdict is computed
+here, on the trusted side, from the plain JSON the sandbox returns, with type-strict comparisons
+(``1`` is not ``1.0`` is not ``True``). Nothing a candidate says about itself counts as success.
+
+- L1 parse and shape: ``ast.parse`` (parsing, not executing), exactly one ``Environment``
+  subclass with literal ``name``/``description`` and the four routines, no forbidden import.
+- L2 execution: ``describe``, then ``sample`` over the configured seeds at every configured
+  difficulty, each run within the time and memory limits; instance, prompt and reference sizes.
+- L3 determinism: the same (seed, difficulty) twice in one run and again in a fresh process
+  gives identical JSON.
+- L4 non-triviality: instances differ across seeds and difficulty changes the instance.
+- L5 scorer contract: the reference scores exactly 1; near misses, malformed, empty, sprayed,
+  tolerance-abusing and type-mismatched answers score 0; the prompt does not give the reference
+  away; every score is a finite JSON number in [0, 1].
+
+Gates run in order; once one fails, the later ones are marked skipped (the spec's "first failure
+stops the check").
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from worldsmith.configuration import Strict
+from worldsmith.envs.answers import MAX_ANSWER_CHARS, extract_answer, parse_int
+from worldsmith.envs.checks import malformed_answers, perturbations, reference_leaks
+from worldsmith.envs.contract import split_seed
+from worldsmith.sandbox import FALLBACK_WARNING, Limits, RunResult, resolve_mode, run
+
+GATE_NAMES = ("L1_parse", "L2_execution", "L3_determinism", "L4_non_triviality", "L5_scorer")
+ROUTINES = ("generate", "solve", "render", "score")
+INSTANCE_KEYS = frozenset({"env", "seed", "difficulty", "prompt", "reference", "data"})
+
+#: Modules a candidate may not import: models, network, processes, threads, foreign code. This is
+#: a lint that gives an early, readable reason; the security boundary is the sandbox.
+FORBIDDEN_IMPORTS = (
+    "torch", "transformers", "numpy", "socket", "ssl", "http", "urllib", "requests", "ftplib",
+    "smtplib", "subprocess", "pty", "multiprocessing", "concurrent", "threading", "_thread",
+    "asyncio", "ctypes", "importlib", "marshal",
+)
+
+
+class GateConfig(Strict):
+    """Every threshold of the gates. Tags: READ (the spec states it), INFERRED (follows from the
+    spec or the in-process contract battery, envs/checks.py), PROPOSED (the spec's proposal or
+    ours where the spec gives no number)."""
+
+    seeds: int = Field(5, ge=2, le=200, description=(
+        "Train-split seeds sampled per difficulty in L2-L4. PROPOSED (spec: seeds {0..4})."))
+    difficulties: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=2, description=(
+        "Difficulties sampled in L2-L4. PROPOSED (spec: {0, mid, max})."))
+    wall_s: float = Field(10.0, gt=0.0, le=600.0, description=(
+        "Wall-clock limit of one sandbox run. PROPOSED (spec: 10 s timeout)."))
+    cpu_s: int = Field(10, ge=1, le=600, description="CPU-seconds limit of one sandbox run. PROPOSED.")
+    memory_mb: int = Field(512, ge=64, description="Address-space limit of one sandbox run. PROPOSED.")
+    max_instance_bytes: int = Field(100_000, ge=1, description=(
+        "Largest instance (``data`` as compact JSON), bytes. PROPOSED."))
+    max_prompt_chars: int = Field(8_000, ge=1, description="Longest rendered prompt, characters. PROPOSED.")
+    min_distinct_fraction: float = Field(0.6, ge=0.0, le=1.0, description=(
+        "L4: share of distinct instances across the seeds at ``distinct_difficulty``. PROPOSED "
+        "(spec: >= 3 distinct of 5 seeds)."))
+    distinct_difficulty: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "L4: the difficulty (one of ``difficulties``) at which distinctness is measured. INFERRED "
+        "(checks.py measures at 0.5)."))
+    min_difficulty_changed: float = Field(0.8, ge=0.0, le=1.0, description=(
+        "L4: share of seeds whose instance at the lowest difficulty differs from the highest. "
+        "PROPOSED (spec: instances differ across difficulties; checks.py uses 0.9 over 30 seeds)."))
+    probe_seeds: int = Field(2, ge=1, description="L5: instances probed per probe difficulty. PROPOSED.")
+    probe_difficulties: tuple[float, ...] = Field((0.5, 1.0), min_length=1, description=(
+        "L5: difficulties (each one of ``difficulties``) whose instances are probed. PROPOSED "
+        "(difficulty 0 instances are small enough that a feasibility near miss is often valid)."))
+    near_miss_max_score: float = Field(0.0, ge=0.0, lt=1.0, description=(
+        "L5: the highest score a near miss, malformed, tolerance-abusing or type-mismatched answer "
+        "may get. PROPOSED (spec: 'fail'; 0 leaves no partial credit for them)."))
+    max_value_pass_fraction: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "L5, feasibility oracles: share of value-changing perturbations that may pass (they can be "
+        "genuinely valid). INFERRED (checks.py)."))
+    max_leak_fraction: float = Field(0.05, ge=0.0, le=1.0, description=(
+        "L5: share of sampled prompts that may state the reference as a token (4+ characters). "
+        "INFERRED (checks.py)."))
+    forbidden_imports: tuple[str, ...] = Field(FORBIDDEN_IMPORTS, description=(
+        "L1: top-level modules a candidate may not import (a lint, not the boundary). PROPOSED "
+        "(safety.md row 21 names torch and the network)."))
+
+    @field_validator("difficulties", "probe_difficulties")
+    @classmethod
+    def _unit_interval(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 <= d <= 1.0 for d in values):
+            raise ValueError(f"difficulties must be in [0, 1], got {values}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"difficulties must be distinct, got {values}")
+        return tuple(float(d) for d in values)
+
+    @model_validator(mode="after")
+    def _known_difficulties(self) -> GateConfig:
+        known = set(self.difficulties)
+        if self.distinct_difficulty not in known:
+            raise ValueError(f"distinct_difficulty {self.distinct_difficulty} is not one of {self.difficulties}")
+        missing = [d for d in self.probe_difficulties if d not in known]
+        if missing:
+            raise ValueError(f"probe_difficulties {missing} are not among {self.difficulties}")
+        if self.probe_seeds > self.seeds:
+            raise ValueError(f"probe_seeds ({self.probe_seeds}) exceeds seeds ({self.seeds})")
+        return self
+
+    def limits(self) -> Limits:
+        return Limits(wall_s=self.wall_s, cpu_s=self.cpu_s, memory_mb=self.memory_mb)
+
+
+@dataclass
+class GateResult:
+    """One gate's verdict. ``skipped`` gates did not run because an earlier one failed."""
+
+    name: str
+    passed: bool
+    reason: str
+    seconds: float
+    skipped: bool = False
+
+
+@dataclass
+class Verdict:
+    admitted: bool
+    gates: list[GateResult]
+    isolation: str
+    runs: int = 0
+
+    @property
+    def failed_gate(self) -> str | None:
+        return next((g.name for g in self.gates if not g.passed and not g.skipped), None)
+
+    def to_json(self) -> dict:
+        return {"admitted": self.admitted, "gates": [asdict(g) for g in self.gates],
+                "isolation": self.isolation, "runs": self.runs}
+
+
+class Rejected(Exception):
+    """A gate's failure, carrying its reason."""
+
+
+def _canon(value: object) -> str:
+    """A type-strict canonical form of plain JSON (``1``, ``1.0`` and ``true`` all differ)."""
+    return json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+# --- L1 ---------------------------------------------------------------------------------------
+
+
+def _is_environment_base(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id == "Environment") or (
+        isinstance(node, ast.Attribute) and node.attr == "Environment")
+
+
+def _class_strings(cls: ast.ClassDef) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for stmt in cls.body:
+        if isinstance(stmt, ast.Assign):
+            targets = [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+            value = stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value:
+            targets, value = [stmt.target.id], stmt.value
+        else:
+            continue
+        for name in targets:
+            found[name] = value.value if isinstance(value, ast.Constant) else None
+    return found
+
+
+def lint(code: str, config: GateConfig) -> str:
+    """L1 on source text: parse it (never executes it) and check its shape and imports. Returns the
+    environment class name; raises ``Rejected``. A lint for early, readable reasons: a determined
+    program can import anything at run time, which the sandbox contains."""
+    try:
+        tree = ast.parse(code, filename="<candidate>")
+    except SyntaxError as exc:
+        raise Rejected(f"syntax error at line {exc.lineno}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise Rejected(f"source does not parse: {type(exc).__name__}") from None
+    forbidden = set(config.forbidden_imports)
+    for node in ast.walk(tree):
+        modules: list[str] = []
+        if isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                raise Rejected(f"line {node.lineno}: relative import")
+            modules = [node.module or ""]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "__import__":
+            modules = [a.value for a in node.args[:1] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if not modules:
+                raise Rejected(f"line {node.lineno}: __import__ of a computed name")
+        for module in modules:
+            if module.split(".")[0] in forbidden:
+                raise Rejected(f"line {getattr(node, 'lineno', '?')}: forbidden import {module!r}")
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and any(map(_is_environment_base, n.bases))]
+    if len(classes) != 1:
+        names = ", ".join(c.name for c in classes) or "none"
+        raise Rejected(f"expected exactly one top-level Environment subclass, found {names}")
+    cls = classes[0]
+    strings = _class_strings(cls)
+    for attr in ("name", "description"):
+        value = strings.get(attr)
+        if not isinstance(value, str) or not value.strip():
+            raise Rejected(f"class {cls.name} must set {attr} to a non-empty string literal")
+    methods = {n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    missing = [r for r in ROUTINES if r not in methods]
+    if missing:
+        raise Rejected(f"class {cls.name} does not define {', '.join(missing)}")
+    return cls.name
+
+
+# --- the candidate, seen from the trusted side --------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    code: str
+    config: GateConfig
+    isolation: str
+    class_name: str = ""
+    info: dict = field(default_factory=dict)
+    samples: dict[float, list[dict]] = field(default_factory=dict)
+    runs: int = 0
+    _scores: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [split_seed("train", i) for i in range(self.config.seeds)]
+
+    def run(self, task: dict) -> RunResult:
+        self.runs += 1
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
+            return run(self.code, {**task, "class": self.class_name}, self.config.limits(), self.isolation)
+
+    def sample(self, seeds: list[int], difficulty: float) -> list[dict]:
+        res = self.run({"op": "sample", "seeds": seeds, "difficulty": difficulty})
+        where = f"sample(d={difficulty:g})"
+        if res.status == "output_exceeded":
+            raise Rejected(f"{where}: instances too large to return ({res.reason}; limit "
+                           f"{self.config.max_instance_bytes} bytes of JSON per instance)")
+        if not res.ok:
+            raise Rejected(f"{where}: {res.status}: {res.reason}"[:400])
+        items = res.value
+        if type(items) is not list or len(items) != len(seeds):
+            raise Rejected(f"{where}: expected a list of {len(seeds)} instances")
+        for seed, item in zip(seeds, items):
+            self._check_instance(item, seed, difficulty)
+        return items
+
+    def _check_instance(self, item: object, seed: int, difficulty: float) -> None:
+        where = f"seed {seed} d={difficulty:g}"
+        if type(item) is not dict or set(item) != INSTANCE_KEYS:
+            raise Rejected(f"{where}: not an instance object")
+        if type(item["seed"]) is not int or item["seed"] != seed:
+            raise Rejected(f"{where}: instance reports seed {item['seed']!r}")
+        if type(item["difficulty"]) is not float or item["difficulty"] != difficulty:
+            raise Rejected(f"{where}: instance reports difficulty {item['difficulty']!r}")
+        for key in ("env", "prompt", "reference"):
+            if type(item[key]) is not str or not item[key].strip():
+                raise Rejected(f"{where}: {key} is not a non-empty string")
+        if type(item["data"]) is not dict:
+            raise Rejected(f"{where}: generate returned {type(item['data']).__name__}, not a JSON object")
+        size = len(json.dumps(item["data"], separators=(",", ":")))
+        if size > self.config.max_instance_bytes:
+            raise Rejected(f"{where}: instance is {size} bytes of JSON (limit {self.config.max_instance_bytes})")
+        if len(item["prompt"]) > self.config.max_prompt_chars:
+            raise Rejected(f"{where}: prompt is {len(item['prompt'])} characters "
+                           f"(limit {self.config.max_prompt_chars})")
+        if len(item["reference"]) > MAX_ANSWER_CHARS:
+            raise Rejected(f"{where}: reference longer than {MAX_ANSWER_CHARS} characters")
+
+    def score(self, instance: dict, answer: str) -> tuple[float, str]:
+        """(value, note) of the raw ``score`` routine. A scorer that raises counts as 0 (as in the
+        framework's ``grade``); any other failure, or a value that is not a finite JSON number in
+        [0, 1], rejects the candidate."""
+        key = (_canon(instance["data"]), answer)
+        if key in self._scores:
+            return self._scores[key]
+        res = self.run({"op": "score", "instance": instance["data"], "answer": answer})
+        where = f"score(seed {instance['seed']}, {answer[:40]!r})"
+        if res.status == "error" and not ("JSON compliant" in res.reason or "JSON serializable" in res.reason):
+            out = (0.0, f"raised {res.reason[:80]}")
+        elif not res.ok:
+            raise Rejected(f"{where}: {res.status}: {res.reason}"[:400])
+        elif not _is_number(res.value) or not 0.0 <= res.value <= 1.0:  # type: ignore[operator]
+            shown = json.dumps(res.value)[:40]
+            raise Rejected(f"{where} returned {type(res.value).__name__} {shown}, "
+                           "not a finite number in [0, 1]")
+        else:
+            out = (float(res.value), "ok")  # type: ignore[arg-type]
+        self._scores[key] = out
+        return out
+
+    def grade(self, instance: dict, response: str) -> tuple[float, str]:
+        """The framework's grading, with the answer extracted here (trusted) and only the raw
+        ``score`` routine run in the sandbox."""
+        answer, why = extract_answer(response, allow_boxed=self.info.get("allow_boxed") is True)
+        if answer is None:
+            return 0.0, why
+        return self.score(instance, answer)
+
+
+# --- the gates ----------------------------------------------------------------------------------
+
+
+def _gate_l1(c: _Candidate) -> str:
+    c.class_name = lint(c.code, c.config)
+    return f"one Environment subclass {c.class_name} with the four routines; no forbidden import"
+
+
+def _gate_l2(c: _Candidate) -> str:
+    res = c.run({"op": "describe"})
+    if not res.ok:
+        raise Rejected(f"describe: {res.status}: {res.reason}"[:400])
+    info = res.value
+    if type(info) is not dict:
+        raise Rejected("describe did not return an object")
+    for key in ("name", "description"):
+        if type(info.get(key)) is not str or not info[key].strip():
+            raise Rejected(f"{key} is not a non-empty string at run time")
+    if info.get("oracle") not in ("equality", "feasibility"):
+        raise Rejected(f"oracle must be 'equality' or 'feasibility', got {info.get('oracle')!r}")
+    if type(info.get("allow_boxed")) is not bool:
+        raise Rejected("allow_boxed is not a boolean")
+    c.info = info
+    seeds = c.seeds
+    for d in c.config.difficulties:
+        # each seed twice in one process: L3 compares the halves
+        c.samples[d] = c.sample(seeds + seeds, d)
+    n = len(c.config.difficulties)
+    return f"{len(seeds)} seeds x {n} difficulties sample within {c.config.wall_s:g}s per run"
+
+
+def _gate_l3(c: _Candidate) -> str:
+    seeds = c.seeds
+    k = len(seeds)
+    for d in c.config.difficulties:
+        first, again = c.samples[d][:k], c.samples[d][k:]
+        for seed, a, b in zip(seeds, first, again):
+            if _canon(a) != _canon(b):
+                raise Rejected(f"seed {seed} d={d:g}: differs when sampled twice in one process")
+        fresh = c.sample(seeds, d)
+        for seed, a, b in zip(seeds, first, fresh):
+            if _canon(a) != _canon(b):
+                raise Rejected(f"seed {seed} d={d:g}: differs between two fresh processes")
+        c.samples[d] = first
+    return "identical JSON within one process and across two fresh processes"
+
+
+def _gate_l4(c: _Candidate) -> str:
+    cfg = c.config
+    data = [_canon(i["data"]) for i in c.samples[cfg.distinct_difficulty]]
+    distinct = len(set(data)) / len(data)
+    if distinct < cfg.min_distinct_fraction:
+        raise Rejected(f"only {len(set(data))}/{len(data)} distinct instances across seeds at "
+                       f"d={cfg.distinct_difficulty:g} (need {cfg.min_distinct_fraction:.0%})")
+    low, high = min(cfg.difficulties), max(cfg.difficulties)
+    pairs = list(zip(c.samples[low], c.samples[high]))
+    changed = sum(_canon(a["data"]) != _canon(b["data"]) for a, b in pairs) / len(pairs)
+    if changed < cfg.min_difficulty_changed:
+        raise Rejected(f"difficulty ignored: d={low:g} and d={high:g} give the same instance for "
+                       f"{1 - changed:.0%} of seeds")
+    return f"{distinct:.0%} distinct across seeds; difficulty changes {changed:.0%} of instances"
+
+
+def probe_answers(reference: str) -> dict[str, str]:
+    """Tolerance-abusing and type-mismatched answers for a reference (each must score 0)."""
+    out = {"type:null": "null", "type:true": "true", "type:quoted": json.dumps(reference)}
+    value = parse_int(reference)
+    if value is not None:
+        out["tolerance:plus_0.4"] = f"{value}.4"
+        out["tolerance:plus_0.9"] = f"{value}.9"
+        out["type:word"] = "abc"
+    return {k: v for k, v in out.items() if v.strip() != reference.strip()}
+
+
+def _gate_l5(c: _Candidate) -> str:
+    cfg = c.config
+    everything = [i for d in cfg.difficulties for i in c.samples[d]]
+    leaks = sum(reference_leaks(i["prompt"], i["reference"]) for i in everything)
+    if leaks > cfg.max_leak_fraction * len(everything):
+        raise Rejected(f"answer leaked: the prompt states the reference in {leaks}/{len(everything)} instances")
+    for d in cfg.difficulties:
+        for inst in c.samples[d][: cfg.probe_seeds]:
+            value, note = c.grade(inst, f"<answer>{inst['reference']}</answer>")
+            if value != 1.0:
+                raise Rejected(f"seed {inst['seed']} d={d:g}: the reference scores {value:g} ({note})")
+    feasibility = c.info.get("oracle") == "feasibility"
+    rng = random.Random(0)
+    value_total = value_passed = 0
+    top = cfg.near_miss_max_score
+
+    def must_fail(inst: dict, kind: str, value: float, answer: str) -> None:
+        if value > top:
+            raise Rejected(f"scorer accepts {kind} answer {answer[:60]!r} (score {value:g}) "
+                           f"[seed {inst['seed']} d={inst['difficulty']:g}]")
+
+    for d in cfg.probe_difficulties:
+        for inst in c.samples[d][: cfg.probe_seeds]:
+            ref = inst["reference"]
+            for raw in ("", "   "):
+                must_fail(inst, "empty (raw)", c.score(inst, raw)[0], raw)
+            for kind, response in malformed_answers(ref).items():
+                must_fail(inst, f"malformed ({kind})", c.grade(inst, response)[0], response)
+            for kind, answer in perturbations(ref, rng).items():
+                if answer.strip() == ref.strip():
+                    continue
+                value = c.grade(inst, f"<answer>{answer}</answer>")[0]
+                if feasibility and kind.startswith(("value", "reorder")):
+                    value_total += kind.startswith("value")
+                    value_passed += kind.startswith("value") and value == 1.0
+                    continue
+                must_fail(inst, f"perturbed ({kind})", value, answer)
+            for kind, answer in probe_answers(ref).items():
+                must_fail(inst, kind.replace(":", " "), c.grade(inst, f"<answer>{answer}</answer>")[0], answer)
+    if value_total and value_passed / value_total > cfg.max_value_pass_fraction:
+        raise Rejected(f"scorer accepts {value_passed}/{value_total} value-changed near misses")
+    probed = len(cfg.probe_difficulties) * cfg.probe_seeds
+    return (f"reference scores 1; near-miss, malformed, empty, tolerance and type probes score 0 on "
+            f"{probed} instances; reference in {leaks}/{len(everything)} prompts")
+
+
+GATES: tuple[tuple[str, Callable[[_Candidate], str]], ...] = tuple(
+    zip(GATE_NAMES, (_gate_l1, _gate_l2, _gate_l3, _gate_l4, _gate_l5)))
+
+
+def validate(code: str, config: GateConfig | None = None, mode: str = "auto") -> Verdict:
+    """Run gates L1-L5 on the source of a candidate environment program.
+
+    The candidate runs only inside ``worldsmith.sandbox.run`` (``mode``: ``auto``, ``bwrap`` or
+    ``fallback``); raises ``SandboxUnavailable`` when ``mode="bwrap"`` cannot run here. Never raises
+    for anything the candidate does.
+    """
+    config = config or GateConfig()
+    isolation = resolve_mode(mode)  # type: ignore[arg-type]
+    if isolation == "fallback":
+        warnings.warn(FALLBACK_WARNING, RuntimeWarning, stacklevel=2)
+    candidate = _Candidate(code=code, config=config, isolation=isolation)
+    results: list[GateResult] = []
+    failed = False
+    for name, gate in GATES:
+        if failed:
+            results.append(GateResult(name, False, "skipped: an earlier gate failed", 0.0, skipped=True))
+            continue
+        started = time.monotonic()
+        try:
+            reason, passed = gate(candidate), True
+        except Rejected as exc:
+            reason, passed = str(exc), False
+        results.append(GateResult(name, passed, reason, round(time.monotonic() - started, 3)))
+        failed = not passed
+    return Verdict(admitted=not failed, gates=results, isolation=isolation, runs=candidate.runs)
+
+
+def validate_file(path: str | Path, config: GateConfig | None = None, mode: str = "auto") -> Verdict:
+    """``validate`` on a file's text (read as UTF-8; OSError/UnicodeDecodeError propagate)."""
+    return validate(Path(path).read_text(encoding="utf-8"), config, mode)

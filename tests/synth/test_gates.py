@@ -1,0 +1,214 @@
+"""Admission gates L1-L5 (worldsmith.synth.gates) and `worldsmith validate`.
+
+Two correct programs (an equality and a feasibility oracle) are admitted; each broken program is
+rejected at the gate that owns its failure, with a recognisable reason (safety.md rows 10-12, 20,
+21). Every candidate runs in the sandbox; small seed counts keep the file fast.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from pydantic import ValidationError
+
+from worldsmith.synth.gates import GATE_NAMES, GateConfig, lint, validate
+
+pytestmark = pytest.mark.filterwarnings("ignore:sandbox fallback mode")
+
+FAST = GateConfig(seeds=4, probe_seeds=1, probe_difficulties=(0.5,), wall_s=5.0, cpu_s=5)
+
+EQUALITY = '''
+from worldsmith.envs.answers import parse_int
+from worldsmith.envs.contract import Environment, lerp_int, prompt_of
+
+
+class ListSum(Environment):
+    name = "list_sum"
+    description = "Sum a list of integers."
+    answer_format = "the sum as an integer"
+
+    def generate(self, rng, difficulty):
+        n = lerp_int(difficulty, 3, 9)
+        return {"values": [rng.randint(-50, 99) for _ in range(n)]}
+
+    def solve(self, instance):
+        return str(sum(instance["values"]))
+
+    def render(self, instance):
+        return prompt_of("Add up: " + " + ".join(map(str, instance["values"])), self.answer_format)
+
+    def score(self, instance, answer):
+        value = parse_int(answer)
+        return 1.0 if value is not None and value == sum(instance["values"]) else 0.0
+'''
+
+FEASIBILITY = '''
+from worldsmith.envs.answers import parse_int_list
+from worldsmith.envs.contract import Environment, lerp_int, prompt_of
+
+
+class PlantedSubset(Environment):
+    name = "planted_subset"
+    description = "Pick distinct indices whose values sum to a target."
+    oracle = "feasibility"
+    answer_format = "the chosen 0-based indices, comma-separated"
+
+    def generate(self, rng, difficulty):
+        n = lerp_int(difficulty, 5, 12)
+        values = [rng.randint(1, 60) for _ in range(n)]
+        chosen = sorted(rng.sample(range(n), max(2, n // 3)))
+        return {"values": values, "target": sum(values[i] for i in chosen), "planted": chosen}
+
+    def solve(self, instance):
+        return ", ".join(map(str, instance["planted"]))
+
+    def render(self, instance):
+        body = f"Values: {instance['values']}. Choose indices summing to {instance['target']}."
+        return prompt_of(body, self.answer_format)
+
+    def score(self, instance, answer):
+        idx = parse_int_list(answer)
+        if not idx or len(set(idx)) != len(idx):
+            return 0.0
+        if any(i < 0 or i >= len(instance["values"]) for i in idx):
+            return 0.0
+        return 1.0 if sum(instance["values"][i] for i in idx) == instance["target"] else 0.0
+'''
+
+
+def mutate(source: str, old: str, new: str) -> str:
+    assert old in source, old
+    return source.replace(old, new)
+
+
+def rejected_at(code: str, gate: str, *words: str, config: GateConfig = FAST):
+    verdict = validate(code, config)
+    assert not verdict.admitted
+    assert verdict.failed_gate == gate, [(g.name, g.reason) for g in verdict.gates]
+    reason = next(g.reason for g in verdict.gates if g.name == gate)
+    for word in words:
+        assert word in reason, reason
+    later = verdict.gates[GATE_NAMES.index(gate) + 1:]
+    assert all(g.skipped and not g.passed for g in later)
+    return verdict
+
+
+EQ_SCORE = "        value = parse_int(answer)\n        return 1.0 if value is not None and value == sum(instance[\"values\"]) else 0.0"
+EQ_GENERATE = '        return {"values": [rng.randint(-50, 99) for _ in range(n)]}'
+
+BROKEN = {
+    "syntax error": ("class ListSum(Environment:\n    pass\n", "L1_parse", ("syntax error",)),
+    "no Environment subclass": ("class ListSum:\n    name = 'x'\n", "L1_parse", ("exactly one",)),
+    "imports socket": ("import socket\n" + EQUALITY, "L1_parse", ("forbidden import 'socket'",)),
+    "missing routine": (mutate(EQUALITY, "    def solve(", "    def solved("), "L1_parse", ("solve",)),
+    "generator raises": (mutate(EQUALITY, EQ_GENERATE, "        raise RuntimeError('boom')"),
+                         "L2_execution", ("RuntimeError", "boom")),
+    "non-JSON instance": (mutate(EQUALITY, EQ_GENERATE, '        return {"values": {1, 2, n}}'),
+                          "L2_execution", ("invalid_result",)),
+    "huge instance": (mutate(EQUALITY, EQ_GENERATE, '        return {"values": list(range(20000)), "n": n}'),
+                      "L2_execution", ("bytes of JSON",)),
+    "enormous instance": (mutate(EQUALITY, EQ_GENERATE, '        return {"values": [n], "pad": "x" * 5_000_000}'),
+                          "L2_execution", ("too large",)),
+    "infinite loop": (mutate(EQUALITY, EQ_GENERATE, "        while True:\n            pass"),
+                      "L2_execution", ("timeout",)),
+    "global random": (mutate(EQUALITY, EQ_GENERATE,
+                             '        import random\n        return {"values": [random.randint(0, 10**9)] * n}'),
+                      "L3_determinism", ("differs",)),
+    "time-based": (mutate(EQUALITY, EQ_GENERATE,
+                          '        import time\n        return {"values": [time.perf_counter_ns() % 997] * n}'),
+                   "L3_determinism", ("differs",)),
+    "constant across seeds": (mutate(EQUALITY, EQ_GENERATE, '        return {"values": list(range(n))}'),
+                              "L4_non_triviality", ("distinct",)),
+    "difficulty ignored": (mutate(EQUALITY, "lerp_int(difficulty, 3, 9)", "5"),
+                           "L4_non_triviality", ("difficulty ignored",)),
+    "accepts everything": (mutate(EQUALITY, EQ_SCORE, "        return 1.0"),
+                           "L5_scorer", ("scorer accepts",)),
+    "accepts empty": (mutate(EQUALITY, EQ_SCORE, "        if not answer.strip():\n            return 1.0\n" + EQ_SCORE),
+                      "L5_scorer", ("empty",)),
+    "accepts a spray": (mutate(EQUALITY, EQ_SCORE, "        return 1.0 if str(sum(instance['values'])) in answer else 0.0"),
+                        "L5_scorer", ("malformed",)),
+    "tolerance abuse": (mutate(EQUALITY, EQ_SCORE,
+                               "        try:\n            return 1.0 if abs(float(answer) - sum(instance['values'])) < 1 else 0.0\n"
+                               "        except ValueError:\n            return 0.0"),
+                        "L5_scorer", ("tolerance",)),
+    "returns True": (mutate(EQUALITY, EQ_SCORE, "        return parse_int(answer) == sum(instance['values'])"),
+                     "L5_scorer", ("bool",)),
+    "returns '1'": (mutate(EQUALITY, EQ_SCORE, "        return '1'"), "L5_scorer", ("str",)),
+    "returns NaN": (mutate(EQUALITY, EQ_SCORE, "        return float('nan')"), "L5_scorer", ("JSON compliant",)),
+    "returns 2": (mutate(EQUALITY, EQ_SCORE, "        return 2.0"), "L5_scorer", ("[0, 1]",)),
+    "answer leaked": (mutate(mutate(EQUALITY, "rng.randint(-50, 99)", "rng.randint(1000, 3000)"),
+                             '" + ".join(map(str, instance["values"]))',
+                             '" + ".join(map(str, instance["values"])) + f" (it is {sum(instance[\'values\'])})"'),
+                      "L5_scorer", ("leaked",)),
+    "sys.exit in score": (mutate(EQUALITY, EQ_SCORE, "        import sys\n        sys.exit(0)"),
+                          "L5_scorer", ("no_result",)),
+    "wrong reference": (mutate(EQUALITY, 'return str(sum(instance["values"]))', 'return str(sum(instance["values"]) + 1)'),
+                        "L5_scorer", ("reference scores 0",)),
+}
+
+
+@pytest.mark.parametrize("source", [EQUALITY, FEASIBILITY], ids=["equality", "feasibility"])
+def test_correct_programs_are_admitted(source):
+    verdict = validate(source, FAST)
+    assert verdict.admitted, [(g.name, g.reason) for g in verdict.gates]
+    assert [g.name for g in verdict.gates] == list(GATE_NAMES)
+    assert all(g.passed and not g.skipped and g.seconds >= 0 for g in verdict.gates)
+    assert verdict.isolation in ("bwrap", "fallback")
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_broken_programs_are_rejected_at_their_gate(kind):
+    code, gate, words = BROKEN[kind]
+    config = GateConfig(**{**FAST.model_dump(), "wall_s": 1.5, "cpu_s": 2}) if kind == "infinite loop" else FAST
+    rejected_at(code, gate, *words, config=config)
+
+
+def test_feasibility_scorer_that_ignores_the_target_is_rejected():
+    code = mutate(FEASIBILITY, '== instance["target"]', ">= 0")
+    rejected_at(code, "L5_scorer", "scorer accepts")
+
+
+def test_lint_is_static_and_names_the_import():
+    # parsing never executes: a module-level side effect cannot happen during L1
+    assert lint("import os\nos.system('false')\n" + EQUALITY, FAST) == "ListSum"
+    for bad in ("from subprocess import run", "import urllib.request", "__import__('ctypes')", "import threading"):
+        with pytest.raises(Exception, match="forbidden import"):
+            lint(bad + "\n" + EQUALITY, FAST)
+
+
+def test_config_is_validated():
+    with pytest.raises(ValidationError):
+        GateConfig(distinct_difficulty=0.3)
+    with pytest.raises(ValidationError):
+        GateConfig(seeds=2, probe_seeds=3)
+    with pytest.raises(ValidationError):
+        GateConfig(bogus=1)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "worldsmith.cli", "validate", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_exit_codes_and_json(tmp_path):
+    good = tmp_path / "good.py"
+    good.write_text(textwrap.dedent(EQUALITY))
+    out = _cli(str(good), "--json", "--seeds", "3", "--probe-seeds", "1")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["admitted"] is True and body["isolation"] in ("bwrap", "fallback")
+    assert [g["name"] for g in body["gates"]] == list(GATE_NAMES)
+    assert all({"name", "passed", "reason", "seconds"} <= set(g) for g in body["gates"])
+
+    bad = tmp_path / "bad.py"
+    bad.write_text(BROKEN["constant across seeds"][0])
+    out = _cli(str(bad), "--seeds", "3", "--probe-seeds", "1")
+    assert out.returncode == 1
+    assert "rejected at L4_non_triviality" in out.stdout
+
+    for args in ([str(tmp_path / "missing.py")], [str(good), "--mode", "nowhere"], [str(good), "--timeout", "-1"]):
+        out = _cli(*args)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error:")
