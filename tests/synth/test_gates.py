@@ -212,3 +212,33 @@ def test_cli_exit_codes_and_json(tmp_path):
         out = _cli(*args)
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error:")
+
+
+def test_a_candidate_takes_a_handful_of_runs():
+    # L2 one run (describe + every difficulty), L3 one fresh run, L5 one run for the references
+    # and one for every probe answer
+    verdict = validate(EQUALITY, FAST)
+    assert verdict.admitted and verdict.runs == 4, verdict.to_json()
+    small = validate(EQUALITY, GateConfig(**{**FAST.model_dump(), "score_batch": 5}))
+    assert small.admitted and small.runs > 4
+    assert [g.reason for g in small.gates] == [g.reason for g in verdict.gates]
+
+
+def test_a_scorer_that_raises_on_some_answers_scores_them_zero():
+    code = mutate(EQUALITY, EQ_SCORE,
+                  "        if not answer.strip().lstrip('-').isdigit():\n"
+                  "            raise ValueError('not an integer')\n" + EQ_SCORE)
+    verdict = validate(code, FAST)
+    assert verdict.admitted, [(g.name, g.reason) for g in verdict.gates]
+
+
+def test_a_scorer_that_hangs_on_one_probe_is_rejected():
+    code = mutate(EQUALITY, EQ_SCORE, "        while answer == 'abc':\n            pass\n" + EQ_SCORE)
+    config = GateConfig(**{**FAST.model_dump(), "wall_s": 1.5, "cpu_s": 2})
+    rejected_at(code, "L5_scorer", "timeout", config=config)
+
+
+def test_a_scorer_that_changes_within_a_process_is_rejected():
+    code = mutate(EQUALITY, EQ_SCORE,
+                  "        CALLS.append(1)\n        if len(CALLS) > 3:\n            return 0.0\n" + EQ_SCORE)
+    rejected_at(code + "\nCALLS = []\n", "L5_scorer", "scored again", "not pure")

@@ -14,7 +14,9 @@ Two processes live here:
 - the *worker* (forked child): closes ``NONCE_FD`` and ``OUT_FD`` before anything else, drops
   every capability (bounding set, effective/permitted/inheritable, no_new_privs), reads the
   request ``{"code", "task"}`` from ``IN_FD``, executes the candidate, performs the task and
-  writes ``{"ok": ..., ...}`` as JSON to a private pipe the supervisor reads.
+  writes ``{"ok": ..., ...}`` as JSON to a private pipe the supervisor reads. A task is one op
+  (``describe``, ``sample``, ``score``, ``score_many``, ``grade``), ``exec``, or ``many`` (a list of
+  ops performed in order on one environment object, in this one process).
 
 The nonce therefore never exists in the worker's address space, and the worker holds no handle
 on the channel the runner trusts. What this does not protect: the worker may write anything to
@@ -168,11 +170,41 @@ def _pick_environment(namespace: dict, wanted: str | None):
     return found[0]()
 
 
-def _perform(task: dict, namespace: dict):
-    op = task.get("op", "exec")
-    if op == "exec":
-        return None
-    env = _pick_environment(namespace, task.get("class"))
+def _score_item(env, instance, answer) -> dict:
+    """One answer of ``score_many``: ``{"value": v}`` (v plain JSON), ``{"error", "message"}`` when
+    ``score`` raised, ``{"unsendable", "message"}`` when its return is not plain JSON. Memory
+    exhaustion and ``SystemExit`` end the whole run, as they do for ``score``."""
+    try:
+        value = env.score(instance, answer)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        return {"error": _exc_name(exc), "message": _exc_text(exc)}
+    try:
+        json.dumps(value, allow_nan=False)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        return {"unsendable": _exc_name(exc), "message": _exc_text(exc)}
+    return {"value": value}
+
+
+def _exc_name(exc: BaseException) -> str:
+    name = type(exc).__name__
+    return name[:100] if isinstance(name, str) else "Exception"
+
+
+def _exc_text(exc: BaseException) -> str:
+    try:
+        return str(exc)[:500]
+    except MemoryError:
+        raise
+    except Exception:
+        return "unprintable"
+
+
+def _perform_one(task: dict, env):
+    op = task.get("op")
     if op == "describe":
         return {"name": env.name, "description": env.description, "oracle": env.oracle,
                 "answer_format": env.answer_format, "allow_boxed": bool(env.allow_boxed),
@@ -182,11 +214,23 @@ def _perform(task: dict, namespace: dict):
         return [env.sample(seed, difficulty).to_json() for seed in task["seeds"]]
     if op == "score":
         return env.score(task["instance"], task["answer"])
+    if op == "score_many":
+        return [_score_item(env, instance, answer) for instance, answer in task["items"]]
     if op == "grade":
         verdict = env.grade(task["instance"], task["response"])
         return {"value": verdict.value, "passed": verdict.passed, "reason": verdict.reason,
                 "answer": verdict.answer}
     raise ValueError(f"unknown op {op!r}")
+
+
+def _perform(task: dict, namespace: dict):
+    op = task.get("op", "exec")
+    if op == "exec":
+        return None
+    env = _pick_environment(namespace, task.get("class"))
+    if op == "many":
+        return [_perform_one(sub, env) for sub in task["tasks"]]
+    return _perform_one(task, env)
 
 
 def _worker(pkg_parent: str, in_fd: int, result_fd: int) -> None:

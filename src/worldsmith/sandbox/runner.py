@@ -309,8 +309,13 @@ def run(code: str, task: dict | None = None, limits: Limits | None = None,
 
     ``task`` is ``{"op": "exec"}`` (default: run the module only), ``{"op": "describe"}``,
     ``{"op": "sample", "seeds": [...], "difficulty": d}``, ``{"op": "score", "instance": ...,
-    "answer": ...}`` or ``{"op": "grade", "instance": ..., "response": ...}``. Never raises for
-    anything the program does; raises ``SandboxUnavailable`` when ``mode="bwrap"`` cannot run.
+    "answer": ...}``, ``{"op": "score_many", "items": [[instance, answer], ...]}`` (one entry per
+    item: ``{"value": v}``, ``{"error": name, "message": m}`` when ``score`` raised, or
+    ``{"unsendable": name, "message": m}`` when its return is not plain JSON; memory exhaustion,
+    ``SystemExit`` or a hang end the whole run as for ``score``), ``{"op": "grade", "instance":
+    ..., "response": ...}`` or ``{"op": "many", "tasks": [task, ...]}`` (several of these ops in
+    order, one value each; any failure fails the run). Never raises for anything the program
+    does; raises ``SandboxUnavailable`` when ``mode="bwrap"`` cannot run.
     """
     limits = limits or Limits()
     isolation = resolve_mode(mode)

@@ -8,13 +8,15 @@ here, on the trusted side, from the plain JSON the sandbox returns, with type-st
 - L1 parse and shape: ``ast.parse`` (parsing, not executing), exactly one ``Environment``
   subclass with literal ``name``/``description`` and the four routines, no forbidden import.
 - L2 execution: ``describe``, then ``sample`` over the configured seeds at every configured
-  difficulty, each run within the time and memory limits; instance, prompt and reference sizes.
+  difficulty, in one run within the time and memory limits; instance, prompt and reference sizes.
 - L3 determinism: the same (seed, difficulty) twice in one run and again in a fresh process
   gives identical JSON.
 - L4 non-triviality: instances differ across seeds and difficulty changes the instance.
 - L5 scorer contract: the reference scores exactly 1; near misses, malformed, empty, sprayed,
   tolerance-abusing and type-mismatched answers score 0; the prompt does not give the reference
-  away; every score is a finite JSON number in [0, 1].
+  away; every score is a finite JSON number in [0, 1]. The answers are scored in batches
+  (``score_many``, one run per ``score_batch`` answers) and the references are scored again at the
+  end of the probe run, so a scorer that changes its verdict within a process is rejected.
 
 Gates run in order; once one fails, the later ones are marked skipped (the spec's "first failure
 stops the check").
@@ -29,7 +31,7 @@ import random
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -63,7 +65,8 @@ class GateConfig(Strict):
     difficulties: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=2, description=(
         "Difficulties sampled in L2-L4. PROPOSED (spec: {0, mid, max})."))
     wall_s: float = Field(10.0, gt=0.0, le=600.0, description=(
-        "Wall-clock limit of one sandbox run. PROPOSED (spec: 10 s timeout)."))
+        "Wall-clock limit of one sandbox run (L2 samples every difficulty in one run, L5 scores "
+        "up to ``score_batch`` answers in one run; they share it). PROPOSED (spec: 10 s timeout)."))
     cpu_s: int = Field(10, ge=1, le=600, description="CPU-seconds limit of one sandbox run. PROPOSED.")
     memory_mb: int = Field(512, ge=64, description="Address-space limit of one sandbox run. PROPOSED.")
     max_instance_bytes: int = Field(100_000, ge=1, description=(
@@ -82,6 +85,9 @@ class GateConfig(Strict):
     probe_difficulties: tuple[float, ...] = Field((0.5, 1.0), min_length=1, description=(
         "L5: difficulties (each one of ``difficulties``) whose instances are probed. PROPOSED "
         "(difficulty 0 instances are small enough that a feasibility near miss is often valid)."))
+    score_batch: int = Field(128, ge=1, le=10_000, description=(
+        "L5: most answers scored in one sandbox run (``score_many``); they share that run's "
+        "limits. PROPOSED."))
     near_miss_max_score: float = Field(0.0, ge=0.0, lt=1.0, description=(
         "L5: the highest score a near miss, malformed, tolerance-abusing or type-mismatched answer "
         "may get. PROPOSED (spec: 'fail'; 0 leaves no partial credit for them)."))
@@ -239,31 +245,51 @@ class _Candidate:
     samples: dict[float, list[dict]] = field(default_factory=dict)
     runs: int = 0
     _scores: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    _batched: dict[tuple[str, str], object] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
         return [split_seed("train", i) for i in range(self.config.seeds)]
 
-    def run(self, task: dict) -> RunResult:
+    def run(self, task: dict, limits: Limits | None = None) -> RunResult:
         self.runs += 1
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
-            return run(self.code, {**task, "class": self.class_name}, self.config.limits(), self.isolation)
+            return run(self.code, {**task, "class": self.class_name}, limits or self.config.limits(),
+                       self.isolation)
 
-    def sample(self, seeds: list[int], difficulty: float) -> list[dict]:
-        res = self.run({"op": "sample", "seeds": seeds, "difficulty": difficulty})
-        where = f"sample(d={difficulty:g})"
+    def sample_grid(self, seeds: list[int], describe: bool = False) -> tuple[dict | None, dict[float, list[dict]]]:
+        """``sample`` of ``seeds`` at every configured difficulty in one run (after ``describe``
+        when asked); returns (describe's value or None, {difficulty: checked instances})."""
+        difficulties = self.config.difficulties
+        tasks = [{"op": "sample", "seeds": seeds, "difficulty": d} for d in difficulties]
+        if describe:
+            tasks.insert(0, {"op": "describe"})
+        base = self.config.limits()
+        # each difficulty keeps the result size one sample run had; time and memory are shared
+        limits = replace(base, result_bytes=base.result_bytes * len(difficulties))
+        res = self.run({"op": "many", "tasks": tasks}, limits)
+        where = ("describe and " if describe else "") + "sample(d=" + ", ".join(f"{d:g}" for d in difficulties) + ")"
         if res.status == "output_exceeded":
             raise Rejected(f"{where}: instances too large to return ({res.reason}; limit "
                            f"{self.config.max_instance_bytes} bytes of JSON per instance)")
         if not res.ok:
             raise Rejected(f"{where}: {res.status}: {res.reason}"[:400])
-        items = res.value
-        if type(items) is not list or len(items) != len(seeds):
-            raise Rejected(f"{where}: expected a list of {len(seeds)} instances")
-        for seed, item in zip(seeds, items):
-            self._check_instance(item, seed, difficulty)
-        return items
+        values = res.value
+        if type(values) is not list or len(values) != len(tasks):
+            raise Rejected(f"{where}: expected {len(tasks)} results")
+        info = values.pop(0) if describe else None
+        out = {}
+        for d, items in zip(difficulties, values):
+            if type(items) is not list or len(items) != len(seeds):
+                raise Rejected(f"sample(d={d:g}): expected a list of {len(seeds)} instances")
+            out[d] = items
+        return info, out
+
+    def check_samples(self, seeds: list[int], samples: dict[float, list[dict]]) -> None:
+        for d, items in samples.items():
+            for seed, item in zip(seeds, items):
+                self._check_instance(item, seed, d)
 
     def _check_instance(self, item: object, seed: int, difficulty: float) -> None:
         where = f"seed {seed} d={difficulty:g}"
@@ -290,29 +316,84 @@ class _Candidate:
     def score(self, instance: dict, answer: str) -> tuple[float, str]:
         """(value, note) of the raw ``score`` routine. A scorer that raises counts as 0 (as in the
         framework's ``grade``); any other failure, or a value that is not a finite JSON number in
-        [0, 1], rejects the candidate."""
+        [0, 1], rejects the candidate. Answers passed to ``prefetch`` before are not run again."""
         key = (_canon(instance["data"]), answer)
         if key in self._scores:
             return self._scores[key]
+        if key in self._batched:
+            out = self._interpret(instance, answer, self._batched.pop(key))
+            self._scores[key] = out
+            return out
         res = self.run({"op": "score", "instance": instance["data"], "answer": answer})
         where = f"score(seed {instance['seed']}, {answer[:40]!r})"
         if res.status == "error" and not ("JSON compliant" in res.reason or "JSON serializable" in res.reason):
             out = (0.0, f"raised {res.reason[:80]}")
         elif not res.ok:
             raise Rejected(f"{where}: {res.status}: {res.reason}"[:400])
-        elif not _is_number(res.value) or not 0.0 <= res.value <= 1.0:  # type: ignore[operator]
-            shown = json.dumps(res.value)[:40]
-            raise Rejected(f"{where} returned {type(res.value).__name__} {shown}, "
-                           "not a finite number in [0, 1]")
         else:
-            out = (float(res.value), "ok")  # type: ignore[arg-type]
+            out = self._checked(where, res.value)
         self._scores[key] = out
         return out
+
+    @staticmethod
+    def _checked(where: str, value: object) -> tuple[float, str]:
+        if not _is_number(value) or not 0.0 <= value <= 1.0:  # type: ignore[operator]
+            shown = json.dumps(value)[:40]
+            raise Rejected(f"{where} returned {type(value).__name__} {shown}, "
+                           "not a finite number in [0, 1]")
+        return float(value), "ok"  # type: ignore[arg-type]
+
+    def _interpret(self, instance: dict, answer: str, item: object) -> tuple[float, str]:
+        """(value, note) of one ``score_many`` entry, with the same rules as ``score``."""
+        where = f"score(seed {instance['seed']}, {answer[:40]!r})"
+        if type(item) is dict and set(item) == {"value"}:
+            return self._checked(where, item["value"])
+        if type(item) is dict and set(item) == {"error", "message"}:
+            return 0.0, f"raised {str(item['error'])[:100]}: {str(item['message'])[:500]}"[:87]
+        if type(item) is dict and set(item) == {"unsendable", "message"}:
+            error, text = str(item["unsendable"])[:100], str(item["message"])[:500]
+            status = "invalid_result" if error == "TypeError" and "JSON serializable" in text else "error"
+            raise Rejected(f"{where}: {status}: {error}: {text}"[:400])
+        raise Rejected(f"{where}: invalid_result: not a score_many entry")
+
+    def prefetch(self, pairs: list[tuple[dict, str]], recheck: list[tuple[dict, str]] = ()) -> list[object]:
+        """Score every (instance, answer) not scored yet in as few sandbox runs as ``score_batch``
+        allows (``score_many``); ``score`` then reads them from here. ``recheck`` pairs are scored
+        again, in the last run after the others, and their raw entries returned (a pure scorer
+        gives the same value). A run that fails as a whole rejects the candidate."""
+        todo: dict[tuple[str, str], tuple[dict, str]] = {}
+        for inst, answer in pairs:
+            key = (_canon(inst["data"]), answer)
+            if key not in self._scores and key not in self._batched:
+                todo.setdefault(key, (inst, answer))
+        items = list(todo.items())
+        size = self.config.score_batch
+        chunks = [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+        again: list[object] = []
+        for n, chunk in enumerate(chunks):
+            extra = list(recheck) if n == len(chunks) - 1 else []
+            sent = [(inst, answer) for _, (inst, answer) in chunk] + extra
+            if not sent:
+                continue
+            res = self.run({"op": "score_many", "items": [[inst["data"], answer] for inst, answer in sent]})
+            seeds = sorted({inst["seed"] for inst, _ in sent})
+            where = f"score of {len(sent)} answers (seeds {', '.join(map(str, seeds))})"
+            if not res.ok:
+                raise Rejected(f"{where}: {res.status}: {res.reason}"[:400])
+            if type(res.value) is not list or len(res.value) != len(sent):
+                raise Rejected(f"{where}: expected a list of {len(sent)} scores")
+            for (key, _), item in zip(chunk, res.value):
+                self._batched[key] = item
+            again = res.value[len(chunk):]
+        return again
+
+    def extract(self, response: str) -> tuple[str | None, str]:
+        return extract_answer(response, allow_boxed=self.info.get("allow_boxed") is True)
 
     def grade(self, instance: dict, response: str) -> tuple[float, str]:
         """The framework's grading, with the answer extracted here (trusted) and only the raw
         ``score`` routine run in the sandbox."""
-        answer, why = extract_answer(response, allow_boxed=self.info.get("allow_boxed") is True)
+        answer, why = self.extract(response)
         if answer is None:
             return 0.0, why
         return self.score(instance, answer)
@@ -327,10 +408,9 @@ def _gate_l1(c: _Candidate) -> str:
 
 
 def _gate_l2(c: _Candidate) -> str:
-    res = c.run({"op": "describe"})
-    if not res.ok:
-        raise Rejected(f"describe: {res.status}: {res.reason}"[:400])
-    info = res.value
+    seeds = c.seeds
+    # each seed twice in one process (L3 compares the halves); describe first, in the same run
+    info, samples = c.sample_grid(seeds + seeds, describe=True)
     if type(info) is not dict:
         raise Rejected("describe did not return an object")
     for key in ("name", "description"):
@@ -341,10 +421,8 @@ def _gate_l2(c: _Candidate) -> str:
     if type(info.get("allow_boxed")) is not bool:
         raise Rejected("allow_boxed is not a boolean")
     c.info = info
-    seeds = c.seeds
-    for d in c.config.difficulties:
-        # each seed twice in one process: L3 compares the halves
-        c.samples[d] = c.sample(seeds + seeds, d)
+    c.check_samples(seeds + seeds, samples)
+    c.samples = samples
     n = len(c.config.difficulties)
     return f"{len(seeds)} seeds x {n} difficulties sample within {c.config.wall_s:g}s per run"
 
@@ -357,8 +435,11 @@ def _gate_l3(c: _Candidate) -> str:
         for seed, a, b in zip(seeds, first, again):
             if _canon(a) != _canon(b):
                 raise Rejected(f"seed {seed} d={d:g}: differs when sampled twice in one process")
-        fresh = c.sample(seeds, d)
-        for seed, a, b in zip(seeds, first, fresh):
+    _, fresh = c.sample_grid(seeds)
+    c.check_samples(seeds, fresh)
+    for d in c.config.difficulties:
+        first = c.samples[d][:k]
+        for seed, a, b in zip(seeds, first, fresh[d]):
             if _canon(a) != _canon(b):
                 raise Rejected(f"seed {seed} d={d:g}: differs between two fresh processes")
         c.samples[d] = first
@@ -392,17 +473,30 @@ def probe_answers(reference: str) -> dict[str, str]:
     return {k: v for k, v in out.items() if v.strip() != reference.strip()}
 
 
+def _sendable(c: _Candidate, responses: list[tuple[dict, str]]) -> list[tuple[dict, str]]:
+    """(instance, extracted answer) for every response whose answer extracts (others score 0
+    without a run)."""
+    out = []
+    for inst, response in responses:
+        answer, _ = c.extract(response)
+        if answer is not None:
+            out.append((inst, answer))
+    return out
+
+
 def _gate_l5(c: _Candidate) -> str:
     cfg = c.config
     everything = [i for d in cfg.difficulties for i in c.samples[d]]
     leaks = sum(reference_leaks(i["prompt"], i["reference"]) for i in everything)
     if leaks > cfg.max_leak_fraction * len(everything):
         raise Rejected(f"answer leaked: the prompt states the reference in {leaks}/{len(everything)} instances")
-    for d in cfg.difficulties:
-        for inst in c.samples[d][: cfg.probe_seeds]:
-            value, note = c.grade(inst, f"<answer>{inst['reference']}</answer>")
-            if value != 1.0:
-                raise Rejected(f"seed {inst['seed']} d={d:g}: the reference scores {value:g} ({note})")
+    refs = [(inst, f"<answer>{inst['reference']}</answer>")
+            for d in cfg.difficulties for inst in c.samples[d][: cfg.probe_seeds]]
+    c.prefetch(_sendable(c, refs))
+    for inst, response in refs:
+        value, note = c.grade(inst, response)
+        if value != 1.0:
+            raise Rejected(f"seed {inst['seed']} d={inst['difficulty']:g}: the reference scores {value:g} ({note})")
     feasibility = c.info.get("oracle") == "feasibility"
     rng = random.Random(0)
     value_total = value_passed = 0
@@ -413,26 +507,38 @@ def _gate_l5(c: _Candidate) -> str:
             raise Rejected(f"scorer accepts {kind} answer {answer[:60]!r} (score {value:g}) "
                            f"[seed {inst['seed']} d={inst['difficulty']:g}]")
 
+    # (instance, label, perturbation kind, shown answer, text sent, extracted on the trusted side)
+    probes: list[tuple[dict, str, str, str, str, bool]] = []
     for d in cfg.probe_difficulties:
         for inst in c.samples[d][: cfg.probe_seeds]:
             ref = inst["reference"]
             for raw in ("", "   "):
-                must_fail(inst, "empty (raw)", c.score(inst, raw)[0], raw)
+                probes.append((inst, "empty (raw)", "", raw, raw, False))
             for kind, response in malformed_answers(ref).items():
-                must_fail(inst, f"malformed ({kind})", c.grade(inst, response)[0], response)
+                probes.append((inst, f"malformed ({kind})", "", response, response, True))
             for kind, answer in perturbations(ref, rng).items():
-                if answer.strip() == ref.strip():
-                    continue
-                value = c.grade(inst, f"<answer>{answer}</answer>")[0]
-                if feasibility and kind.startswith(("value", "reorder")):
-                    value_total += kind.startswith("value")
-                    value_passed += kind.startswith("value") and value == 1.0
-                    continue
-                must_fail(inst, f"perturbed ({kind})", value, answer)
+                if answer.strip() != ref.strip():
+                    probes.append((inst, f"perturbed ({kind})", kind, answer, f"<answer>{answer}</answer>", True))
             for kind, answer in probe_answers(ref).items():
-                must_fail(inst, kind.replace(":", " "), c.grade(inst, f"<answer>{answer}</answer>")[0], answer)
+                probes.append((inst, kind.replace(":", " "), "", answer, f"<answer>{answer}</answer>", True))
+    graded = [(inst, text) for inst, _, _, _, text, extract in probes if extract]
+    raw = [(inst, text) for inst, _, _, _, text, extract in probes if not extract]
+    ref_answers = _sendable(c, refs)
+    again = c.prefetch(raw + _sendable(c, graded), recheck=ref_answers)
+    for inst, label, kind, shown, text, extract in probes:
+        value = (c.grade(inst, text) if extract else c.score(inst, text))[0]
+        if feasibility and kind.startswith(("value", "reorder")):
+            value_total += kind.startswith("value")
+            value_passed += kind.startswith("value") and value == 1.0
+            continue
+        must_fail(inst, label, value, shown)
     if value_total and value_passed / value_total > cfg.max_value_pass_fraction:
         raise Rejected(f"scorer accepts {value_passed}/{value_total} value-changed near misses")
+    for (inst, answer), item in zip(ref_answers, again):
+        value = c._interpret(inst, answer, item)[0]
+        if value != 1.0:
+            raise Rejected(f"seed {inst['seed']} d={inst['difficulty']:g}: the reference scores {value:g} "
+                           "when scored again after the probes in the same process (scorer not pure)")
     probed = len(cfg.probe_difficulties) * cfg.probe_seeds
     return (f"reference scores 1; near-miss, malformed, empty, tolerance and type probes score 0 on "
             f"{probed} instances; reference in {leaks}/{len(everything)} prompts")
