@@ -18,10 +18,12 @@ class ReachTarget(Environment):
 
     def generate(self, rng, difficulty):
         numbers = [rng.randint(1, scale(difficulty, 9, 50)) for _ in range(scale(difficulty, 3, 6))]
-        expr = str(numbers[0])
+        expr, value = str(numbers[0]), numbers[0]
         for x in numbers[1:]:
-            expr = f"({expr} {rng.choice('+-*')} {x})"
-        return {"numbers": numbers, "target": eval(expr), "expression": expr}
+            op = rng.choice("+-*")
+            expr = f"({expr} {op} {x})"
+            value = value + x if op == "+" else value - x if op == "-" else value * x
+        return {"numbers": numbers, "target": value, "expression": expr}
 
     def solve(self, instance):
         return instance["expression"]
