@@ -20,42 +20,17 @@ import time
 import warnings
 
 from worldsmith.sandbox import Limits, available_modes, run
+from worldsmith.synth import corpus
 from worldsmith.synth.gates import GateConfig, validate
 
-CORRECT = '''
-from worldsmith.envs.answers import parse_int
-from worldsmith.envs.contract import Environment, lerp_int, prompt_of
+
+def _corpus_source(name: str) -> str:
+    return next(item.source for item in corpus.load() if item.name == name)
 
 
-class ListSum(Environment):
-    name = "list_sum"
-    description = "Sum a list of integers."
-    answer_format = "the sum as an integer"
-
-    def generate(self, rng, difficulty):
-        n = lerp_int(difficulty, 3, 9)
-        return {"values": [rng.randint(-50, 99) for _ in range(n)]}
-
-    def solve(self, instance):
-        return str(sum(instance["values"]))
-
-    def render(self, instance):
-        return prompt_of("Add up: " + " + ".join(map(str, instance["values"])), self.answer_format)
-
-    def score(self, instance, answer):
-        value = parse_int(answer)
-        return 1.0 if value is not None and value == sum(instance["values"]) else 0.0
-'''
-
-TOLERANT = CORRECT.replace(
-    "        value = parse_int(answer)\n"
-    "        return 1.0 if value is not None and value == sum(instance[\"values\"]) else 0.0",
-    "        try:\n"
-    "            return 1.0 if abs(float(answer) - sum(instance['values'])) < 1 else 0.0\n"
-    "        except ValueError:\n"
-    "            return 0.0")
-
-CANDIDATES = {"correct": (CORRECT, True), "rejected": (TOLERANT, False)}
+# from the shipped corpus: a correct program, and one whose scorer accepts near misses (rejected at L5)
+CANDIDATES = {"correct": (_corpus_source("mod_power"), True),
+              "rejected": (_corpus_source("bug_float_tolerance"), False)}
 
 
 def main() -> None:
@@ -63,7 +38,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     warnings.simplefilter("ignore", RuntimeWarning)
-    assert TOLERANT != CORRECT
     config = GateConfig()
     launch_limits = Limits(wall_s=10, cpu_s=5, memory_mb=256)
     modes = available_modes()
