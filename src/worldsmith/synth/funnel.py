@@ -1,0 +1,290 @@
+"""The admission funnel of environment synthesis, without RL (specs/rl-algorithms.md §1.4).
+
+``run_funnel`` takes proposals one by one through every admission contract and records each step
+in the archive:
+
+1. archive the program (``Archive.add``; an identical source already decided is not re-judged);
+2. gates L1–L5 in the sandbox (``gates.validate``); a failure rejects with the gate as reason;
+3. difficulty: calibrate against the solver through ``SandboxedEnvironment``; admission needs
+   ``admit_low < â < admit_high`` (0 < â < 1), else "too hard" (â at or below the band) or
+   "too easy" (at or above it);
+4. novelty against the programs admitted so far (signature mode, no model needed); at or above
+   τ rejects as "not novel";
+5. admitted.
+
+Outputs in ``out_dir``: ``funnel.jsonl`` (one line per proposal), ``summary.json`` (the stage
+counts) and ``funnel.png`` (a bar chart of the stages).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from worldsmith.sandbox import FALLBACK_WARNING, Limits, resolve_mode
+from worldsmith.synth.archive import Archive, Candidate
+from worldsmith.synth.calibrate import CalibrationConfig, calibrate, calibration_seeds
+from worldsmith.synth.gates import GATE_NAMES, GateConfig, validate
+from worldsmith.synth.novelty import NoveltyConfig, NoveltyItem, novelty, probe_seeds
+from worldsmith.synth.proposers import Proposal
+from worldsmith.synth.sandboxed_env import SandboxedEnvError, SandboxedEnvironment
+
+#: The funnel's stages, in order: how many proposals reached each.
+STAGES = ("candidates", *(f"passed_{g.split('_')[0]}" for g in GATE_NAMES), "calibrated_in_band", "novel",
+          "admitted")
+
+
+class FunnelConfig(BaseModel):
+    """Settings of one funnel run: the three admission contracts and how programs are run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gates: GateConfig = Field(default_factory=GateConfig, description=(
+        "Thresholds of gates L1–L5 (docs/synth.md); ``wall_s``/``cpu_s``/``memory_mb`` also limit "
+        "every calibration and novelty run."))
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig, description=(
+        "The difficulty contract: m instances at ``difficulty``, one solver answer each, admission "
+        "band on â."))
+    novelty: NoveltyConfig = Field(default_factory=NoveltyConfig, description=(
+        "The novelty contract: λ, τ and the behavioural-signature probes."))
+    mode: Literal["auto", "bwrap", "fallback"] = Field("auto", description=(
+        "Sandbox isolation for every run of a candidate (auto: bwrap where it works)."))
+    seed: int = Field(0, description="Seed of the calibration instances and of the solver's sampling.")
+    limit: int | None = Field(None, ge=0, description="Stop after this many proposals (None: until the proposer runs dry).")
+    batch: int = Field(8, ge=1, le=1024, description="Proposals requested from the proposer at a time.")
+
+
+def _name_of(proposal: Proposal) -> str | None:
+    origin = Path(proposal.origin) if proposal.origin else None
+    return origin.stem if origin is not None and origin.suffix == ".py" else None
+
+
+def _limits(cfg: FunnelConfig) -> Limits:
+    return cfg.gates.limits()
+
+
+def novelty_item(env: SandboxedEnvironment, id: str, cfg: NoveltyConfig) -> NoveltyItem:
+    """The behavioural signature inputs of a sandboxed program (one sandbox run)."""
+    seeds = probe_seeds(cfg.probe_seeds)
+    grid = env.sample_grid(seeds, cfg.probe_difficulties)
+    prompts, references = [], []
+    for i in range(len(seeds)):
+        for d in cfg.probe_difficulties:
+            inst = grid[float(d)][i]
+            prompts.append(inst.prompt)
+            references.append(inst.reference)
+    return NoveltyItem(id=id, code=env.code, prompts=tuple(prompts), references=tuple(references))
+
+
+class _PrefetchingSolver:
+    """Wraps the solver backend so that its answers to the calibration prompts are graded in one
+    batch as soon as they exist; calibration's per-instance ``grade`` calls then read them."""
+
+    def __init__(self, backend: Any, env: SandboxedEnvironment, instances: list) -> None:
+        self.backend, self.env, self.instances = backend, env, instances
+
+    def generate(self, prompts: list[str], params: Any) -> Any:
+        out = self.backend.generate(prompts, params)
+        if prompts == [inst.prompt for inst in self.instances] and len(out.texts) == len(prompts):
+            self.env.prefetch_grades(self.instances, list(out.texts))
+        return out
+
+
+def draw_funnel(counts: dict[str, int], path: str | Path, title: str = "admission funnel") -> Path:
+    """A bar chart of the stage counts, written as PNG with matplotlib's Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = [s.replace("_", " ") for s in STAGES]
+    values = [int(counts.get(s, 0)) for s in STAGES]
+    fig = Figure(figsize=(9, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    bars = ax.bar(range(len(values)), values, color=["#4c72b0"] * 6 + ["#dd8452", "#55a868", "#c44e52"])
+    for bar, v in zip(bars, values):
+        ax.annotate(str(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=9)
+    ax.set_xticks(range(len(values)), labels, rotation=30, ha="right", fontsize=9)
+    ax.set_ylabel("programs")
+    ax.set_title(title)
+    ax.set_ylim(0, max(values + [1]) * 1.15)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png")
+    return path
+
+
+class _Funnel:
+    def __init__(self, archive: Archive, backend: Any, cfg: FunnelConfig) -> None:
+        self.archive, self.backend, self.cfg = archive, backend, cfg
+        self.isolation = resolve_mode(cfg.mode)
+        self.counts = dict.fromkeys(STAGES, 0)
+        self.outcomes = {"admitted": 0, "rejected": 0, "duplicate": 0}
+        self._items: dict[int, NoveltyItem | None] = {}
+
+    def env(self, source: str, name: str) -> SandboxedEnvironment:
+        return SandboxedEnvironment(source, name, mode=self.isolation, limits=_limits(self.cfg),
+                                    score_batch=self.cfg.gates.score_batch)
+
+    def admitted_items(self, exclude: int) -> list[NoveltyItem]:
+        """Novelty inputs of every admitted program (sampled once per program per run)."""
+        out = []
+        for cand in self.archive.admitted():
+            if cand.id == exclude:
+                continue
+            if cand.id not in self._items:
+                try:
+                    self._items[cand.id] = novelty_item(self.env(cand.source, cand.name or str(cand.id)),
+                                                        str(cand.id), self.cfg.novelty)
+                except SandboxedEnvError:
+                    self._items[cand.id] = None
+            item = self._items[cand.id]
+            if item is not None:
+                out.append(item)
+        return out
+
+    def reject(self, cid: int, line: dict, stage: str, reason: str) -> dict:
+        self.archive.set_status(cid, "rejected", reason[:500])
+        self.outcomes["rejected"] += 1
+        return {**line, "outcome": "rejected", "stage": stage, "reason": reason[:500]}
+
+    def judge(self, index: int, proposal: Proposal) -> dict:
+        started = time.monotonic()
+        name = _name_of(proposal)
+        line: dict = {"index": index, "origin": proposal.origin, "proposer": proposal.proposer, "name": name,
+                      "id": None, "gates": None, "isolation": None, "calibration": None, "novelty": None}
+        self.counts["candidates"] += 1
+        if proposal.source is None:
+            self.outcomes["rejected"] += 1
+            return {**line, "outcome": "rejected", "stage": GATE_NAMES[0],
+                    "reason": f"{GATE_NAMES[0]}: no usable program in the proposal (not archived)"}
+        cid, created = self.archive.add_or_get(proposal.source, proposal.proposer, proposal.parents, name=name)
+        line["id"] = cid
+        existing = self.archive.get(cid)
+        if not created and existing.status != "candidate":
+            self.counts["candidates"] -= 1
+            self.outcomes["duplicate"] += 1
+            return {**line, "outcome": "duplicate", "stage": existing.status,
+                    "reason": f"identical source already archived as {cid} ({existing.status})"}
+        out = self._judge(cid, existing, line)
+        out["seconds"] = round(time.monotonic() - started, 3)
+        return out
+
+    def _judge(self, cid: int, cand: Candidate, line: dict) -> dict:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
+            verdict = validate(cand.source, self.cfg.gates, mode=self.isolation)
+        self.archive.record_gates(cid, verdict.gates, verdict.isolation)
+        line["gates"] = [{"name": g.name, "passed": g.passed, "skipped": g.skipped, "reason": g.reason}
+                         for g in verdict.gates]
+        line["isolation"] = verdict.isolation
+        for gate in verdict.gates:
+            if not gate.passed:
+                return self.reject(cid, line, gate.name, f"{gate.name}: {gate.reason}")
+            self.counts[f"passed_{gate.name.split('_')[0]}"] += 1
+
+        cal_cfg = self.cfg.calibration
+        env = self.env(cand.source, cand.name or str(cid))
+        try:
+            instances = env.sample_many(calibration_seeds(cal_cfg.m, self.cfg.seed), cal_cfg.difficulty)
+            solver = _PrefetchingSolver(self.backend, env, instances)
+            cal = calibrate(env, solver, seed=self.cfg.seed, cfg=cal_cfg)
+        except SandboxedEnvError as exc:
+            return self.reject(cid, line, "calibration", f"calibration failed: {exc}")
+        self.archive.set_calibration(cid, cal.accuracy, cal.ci_low, cal.ci_high, cal.difficulty_reward)
+        k = sum(cal.passed)
+        line["calibration"] = {**cal.to_json(), "correct": k}
+        if not cal.admitted_band:
+            verdict_word = "too hard" if cal.accuracy <= cal_cfg.admit_low else "too easy"
+            return self.reject(cid, line, "calibration",
+                               f"{verdict_word}: â = {k}/{cal.n} = {cal.accuracy:.3f} (admission needs "
+                               f"{cal_cfg.admit_low:g} < â < {cal_cfg.admit_high:g})")
+        self.counts["calibrated_in_band"] += 1
+
+        try:
+            item = novelty_item(env, str(cid), self.cfg.novelty)
+        except SandboxedEnvError as exc:
+            return self.reject(cid, line, "novelty", f"novelty probes failed: {exc}")
+        result = novelty(item, self.admitted_items(cid), self.cfg.novelty)
+        self.archive.set_novelty(cid, result.score)
+        line["novelty"] = {"score": result.score, "similarity": result.similarity, "nearest_id": result.nearest_id,
+                           "passed_gate": result.passed_gate, "mode": result.parts.get("mode")}
+        if not result.passed_gate:
+            return self.reject(cid, line, "novelty",
+                               f"not novel: similarity {result.similarity:.3f} to candidate {result.nearest_id} "
+                               f"(τ = {self.cfg.novelty.tau:g})")
+        self.counts["novel"] += 1
+        self._items[cid] = item
+        self.archive.set_status(cid, "admitted", f"funnel: gates passed, â = {cal.accuracy:.3f}, "
+                                                 f"novelty {result.score:.3f}")
+        self.counts["admitted"] += 1
+        self.outcomes["admitted"] += 1
+        return {**line, "outcome": "admitted", "stage": "admitted", "reason": "admitted"}
+
+
+def _proposals(proposer: Any, cfg: FunnelConfig) -> Iterable[Proposal]:
+    seen = 0
+    while cfg.limit is None or seen < cfg.limit:
+        want = cfg.batch if cfg.limit is None else min(cfg.batch, cfg.limit - seen)
+        batch = proposer.propose(want)
+        if not batch:
+            return
+        for proposal in batch[:want]:
+            seen += 1
+            yield proposal
+
+
+def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: FunnelConfig | None = None,
+               out_dir: str | Path = "funnel", progress: bool = True) -> dict:
+    """Take every proposal of ``proposer`` (up to ``cfg.limit``) through gates, calibration with
+    ``solver_backend`` (a ``GenerationBackend``) and novelty, recording each step in ``archive``.
+
+    Writes ``out_dir/funnel.jsonl`` (one object per proposal: ``index``, ``origin``, ``proposer``,
+    ``name``, ``id``, ``outcome`` admitted/rejected/duplicate, ``stage`` where it stopped,
+    ``reason``, ``gates``, ``isolation``, ``calibration``, ``novelty``, ``seconds``),
+    ``out_dir/summary.json`` and ``out_dir/funnel.png``. Returns the summary: ``counts`` (per
+    stage, ``STAGES`` order; duplicates of already decided programs are not counted),
+    ``outcomes``, ``archive`` (the archive's status counts), ``isolation``, ``seconds`` and the
+    output paths.
+    """
+    from tqdm import tqdm
+
+    cfg = cfg or FunnelConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    funnel = _Funnel(archive, solver_backend, cfg)
+    total = cfg.limit
+    if total is None and hasattr(proposer, "__len__") and not getattr(proposer, "cycle", False):
+        total = max(0, len(proposer) - getattr(proposer, "position", 0))
+    started = time.monotonic()
+    jsonl = out / "funnel.jsonl"
+    with open(jsonl, "w", encoding="utf-8") as fh, \
+            tqdm(total=total, desc="funnel", unit="program", disable=not progress) as bar:
+        for index, proposal in enumerate(_proposals(proposer, cfg)):
+            line = funnel.judge(index, proposal)
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+            fh.flush()
+            bar.update(1)
+            bar.set_postfix(admitted=funnel.outcomes["admitted"], rejected=funnel.outcomes["rejected"])
+    summary = {
+        "counts": funnel.counts,
+        "outcomes": funnel.outcomes,
+        "archive": archive.counts(),
+        "isolation": funnel.isolation,
+        "seconds": round(time.monotonic() - started, 3),
+        "jsonl": str(jsonl),
+        "png": str(out / "funnel.png"),
+        "config": cfg.model_dump(mode="json"),
+    }
+    draw_funnel(funnel.counts, out / "funnel.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return summary
+
+
+__all__ = ["STAGES", "FunnelConfig", "draw_funnel", "novelty_item", "run_funnel"]
