@@ -41,10 +41,10 @@ from worldsmith.envs.answers import MAX_ANSWER_CHARS, extract_answer, parse_int
 from worldsmith.envs.checks import malformed_answers, perturbations, reference_leaks
 from worldsmith.envs.contract import split_seed
 from worldsmith.sandbox import FALLBACK_WARNING, Limits, RunResult, resolve_mode, run
+from worldsmith.synth.sandboxed_env import instance_shape_error
 
 GATE_NAMES = ("L1_parse", "L2_execution", "L3_determinism", "L4_non_triviality", "L5_scorer")
 ROUTINES = ("generate", "solve", "render", "score")
-INSTANCE_KEYS = frozenset({"env", "seed", "difficulty", "prompt", "reference", "data"})
 
 #: Modules a candidate may not import: models, network, processes, threads, foreign code. This is
 #: a lint that gives an early, readable reason; the security boundary is the sandbox.
@@ -293,17 +293,9 @@ class _Candidate:
 
     def _check_instance(self, item: object, seed: int, difficulty: float) -> None:
         where = f"seed {seed} d={difficulty:g}"
-        if type(item) is not dict or set(item) != INSTANCE_KEYS:
-            raise Rejected(f"{where}: not an instance object")
-        if type(item["seed"]) is not int or item["seed"] != seed:
-            raise Rejected(f"{where}: instance reports seed {item['seed']!r}")
-        if type(item["difficulty"]) is not float or item["difficulty"] != difficulty:
-            raise Rejected(f"{where}: instance reports difficulty {item['difficulty']!r}")
-        for key in ("env", "prompt", "reference"):
-            if type(item[key]) is not str or not item[key].strip():
-                raise Rejected(f"{where}: {key} is not a non-empty string")
-        if type(item["data"]) is not dict:
-            raise Rejected(f"{where}: generate returned {type(item['data']).__name__}, not a JSON object")
+        problem = instance_shape_error(item, seed, difficulty, nonempty=True)
+        if problem:
+            raise Rejected(f"{where}: {problem}")
         size = len(json.dumps(item["data"], separators=(",", ":")))
         if size > self.config.max_instance_bytes:
             raise Rejected(f"{where}: instance is {size} bytes of JSON (limit {self.config.max_instance_bytes})")

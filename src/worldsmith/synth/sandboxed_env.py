@@ -30,6 +30,26 @@ from worldsmith.sandbox import FALLBACK_WARNING, Limits, RunResult, resolve_mode
 INSTANCE_KEYS = frozenset({"env", "seed", "difficulty", "prompt", "reference", "data"})
 
 
+def instance_shape_error(item: object, seed: int, difficulty: float, nonempty: bool = False) -> str | None:
+    """Why a sampled instance that crossed the sandbox boundary is malformed, or None.
+
+    Type-strict: the reported seed and difficulty must match the request exactly, text fields must
+    be ``str`` (non-empty when ``nonempty``), and ``data`` a JSON object.
+    """
+    if type(item) is not dict or set(item) != INSTANCE_KEYS:
+        return "not an instance object"
+    if type(item["seed"]) is not int or item["seed"] != seed:
+        return f"instance reports seed {item['seed']!r}"
+    if type(item["difficulty"]) is not float or item["difficulty"] != difficulty:
+        return f"instance reports difficulty {item['difficulty']!r}"
+    for key in ("env", "prompt", "reference"):
+        if type(item[key]) is not str or (nonempty and not item[key].strip()):
+            return f"{key} is not a {'non-empty ' if nonempty else ''}string"
+    if type(item["data"]) is not dict:
+        return f"generate returned {type(item['data']).__name__}, not a JSON object"
+    return None
+
+
 class SandboxedEnvError(RuntimeError):
     """The candidate program failed to describe itself or to sample well-formed instances."""
 
@@ -117,20 +137,11 @@ class SandboxedEnvironment:
 
     # --- sampling ----------------------------------------------------------------------------
     def _instance(self, item: object, seed: int, difficulty: float) -> Instance:
-        where = f"{self.name}: seed {seed} d={difficulty:g}"
-        if type(item) is not dict or set(item) != INSTANCE_KEYS:
-            raise SandboxedEnvError(f"{where}: not an instance object")
-        if type(item["seed"]) is not int or item["seed"] != seed:
-            raise SandboxedEnvError(f"{where}: instance reports seed {item['seed']!r}")
-        if type(item["difficulty"]) is not float or item["difficulty"] != difficulty:
-            raise SandboxedEnvError(f"{where}: instance reports difficulty {item['difficulty']!r}")
-        for key in ("env", "prompt", "reference"):
-            if type(item[key]) is not str:
-                raise SandboxedEnvError(f"{where}: {key} is not a string")
-        if type(item["data"]) is not dict:
-            raise SandboxedEnvError(f"{where}: data is not a JSON object")
-        return Instance(env=item["env"], seed=seed, difficulty=difficulty, prompt=item["prompt"],
-                        reference=item["reference"], data=item["data"])
+        problem = instance_shape_error(item, seed, difficulty)
+        if problem:
+            raise SandboxedEnvError(f"{self.name}: seed {seed} d={difficulty:g}: {problem}")
+        return Instance(env=item["env"], seed=seed, difficulty=difficulty, prompt=item["prompt"],  # type: ignore[index]
+                        reference=item["reference"], data=item["data"])  # type: ignore[index]
 
     def sample_grid(self, seeds: Sequence[int], difficulties: Sequence[float]) -> dict[float, list[Instance]]:
         """Instances of every seed at every difficulty, in one sandbox run (``describe`` joins it
