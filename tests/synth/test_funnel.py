@@ -140,8 +140,8 @@ def test_funnel_admits_the_correct_programs_and_rejects_the_buggy_one(folder: Pa
     assert solver.calls == 2  # one calibration batch per program that passed the gates
     assert list(summary["counts"]) == list(STAGES)
     assert summary["counts"] == {"candidates": 3, "passed_L1": 3, "passed_L2": 3, "passed_L3": 3,
-                                 "passed_L4": 2, "passed_L5": 2, "calibrated_in_band": 2, "novel": 2,
-                                 "admitted": 2}
+                                 "passed_L4": 2, "passed_L5": 2, "passed_review": 2, "calibrated_in_band": 2,
+                                 "novel": 2, "admitted": 2}
     assert json.loads((out / "summary.json").read_text())["counts"] == summary["counts"]
     png = out / "funnel.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

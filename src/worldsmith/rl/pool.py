@@ -83,6 +83,43 @@ class EnvPool:
         self._ema: dict[str, float | None] = dict.fromkeys(names)
         self._updates = dict.fromkeys(names, 0)
 
+    # --- membership ----------------------------------------------------------------------------
+    def env_named(self, env_name: str) -> Environment:
+        """The environment whose ``Environment.name`` (as in ``Instance.env``) is ``env_name``."""
+        return self.envs[self._entry_of[env_name]]
+
+    def add(self, entry: PoolEntry | Mapping, env: Environment) -> None:
+        """Add an entry (with its environment object) to the pool; it starts at its difficulty
+        with no pass-rate history."""
+        entry = entry if isinstance(entry, PoolEntry) else PoolEntry.model_validate(entry)
+        if entry.name in self.envs:
+            raise ValueError(f"the pool already has an entry named {entry.name!r}")
+        if env.name in self._entry_of:
+            raise ValueError(f"environment {env.name!r} is already in the pool")
+        self.entries.append(entry)
+        self.envs[entry.name] = env
+        self._entry_of[env.name] = entry.name
+        self._difficulty[entry.name] = entry.difficulty
+        self._ema[entry.name] = None
+        self._updates[entry.name] = 0
+
+    def remove(self, name: str) -> None:
+        """Drop an entry; at least one entry with a positive weight must remain."""
+        if name not in self.envs:
+            raise KeyError(f"no pool entry named {name!r}")
+        rest = [e for e in self.entries if e.name != name]
+        if not sum(e.weight for e in rest) > 0:
+            raise ValueError(f"removing {name!r} would leave no entry with a positive weight")
+        self.entries = rest
+        env = self.envs.pop(name)
+        self._entry_of.pop(env.name, None)
+        for table in (self._difficulty, self._ema, self._updates):
+            table.pop(name, None)
+
+    def updates(self) -> dict[str, int]:
+        """How many batches have updated each entry's pass rate."""
+        return dict(self._updates)
+
     def difficulties(self) -> dict[str, float]:
         """The current difficulty of every entry."""
         return dict(self._difficulty)
@@ -100,19 +137,43 @@ class EnvPool:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         rng = random.Random(stable_hash("env_pool", rng_seed, step_index))
-        picks = self._systematic(n, rng)
+        picks = self._picks(n, rng)
         rng.shuffle(picks)
-        batch = []
-        for i in picks:
-            name = self.entries[i].name
-            seed = split_seed("train", self._counter)
+        seeds = []
+        for _ in picks:
+            seeds.append(split_seed("train", self._counter))
             self._counter += 1
-            batch.append(self.envs[name].sample(seed, self._difficulty[name]))
-        return batch
+        return self._instances([self.entries[i].name for i in picks], seeds)
 
-    def _systematic(self, n: int, rng: random.Random) -> list[int]:
-        """Entry indices for n items: points offset + i / n against the cumulative weights."""
-        active = [i for i, e in enumerate(self.entries) if e.weight > 0]
+    def _picks(self, n: int, rng: random.Random) -> list[int]:
+        """The entry index of each of n batch items (before shuffling)."""
+        return self._systematic(n, rng)
+
+    def _instances(self, names: Sequence[str], seeds: Sequence[int]) -> list[Instance]:
+        """The instance of each (entry, seed); an environment with ``sample_many`` (a sandboxed
+        program) is asked once for all its seeds."""
+        out: list[Instance | None] = [None] * len(names)
+        rows: dict[str, list[int]] = {}
+        for k, name in enumerate(names):
+            rows.setdefault(name, []).append(k)
+        for name, ks in rows.items():
+            env, difficulty = self.envs[name], self._difficulty[name]
+            many = getattr(env, "sample_many", None)
+            if many is not None:
+                for k, inst in zip(ks, many([seeds[k] for k in ks], difficulty)):
+                    out[k] = inst
+            else:
+                for k in ks:
+                    out[k] = env.sample(seeds[k], difficulty)
+        return out  # type: ignore[return-value]
+
+    def _systematic(self, n: int, rng: random.Random, among: Sequence[int] | None = None) -> list[int]:
+        """Entry indices for n items: points offset + i / n against the cumulative weights (of the
+        entries ``among``, default all)."""
+        candidates = range(len(self.entries)) if among is None else among
+        active = [i for i in candidates if self.entries[i].weight > 0]
+        if not active:
+            raise ValueError("no entry with a positive weight to sample from")
         total = sum(self.entries[i].weight for i in active)
         bounds, running = [], 0.0
         for i in active:

@@ -13,6 +13,7 @@ import math
 import pathlib
 import random
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -86,8 +87,35 @@ def contiguous_groups(group_ids: torch.Tensor, group_size: int) -> bool:
     return torch.equal(group_ids, torch.arange(n // group_size, device=group_ids.device).repeat_interleave(group_size))
 
 
+def prefetch_grades(env_of: dict, instances: list[Instance], texts: list[str]) -> None:
+    """Let environments that grade in batches (``prefetch_grades``: sandboxed programs) score all
+    of their rows in one call, so the per-row grading that follows reads the verdicts."""
+    rows: dict[str, list[int]] = {}
+    for i, inst in enumerate(instances):
+        if hasattr(env_of[inst.env], "prefetch_grades"):
+            rows.setdefault(inst.env, []).append(i)
+    for name, idx in rows.items():
+        env_of[name].prefetch_grades([instances[i] for i in idx], [texts[i] for i in idx])
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[s : s + size] for s in range(0, len(items), size)]
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """``items`` in ``parts`` contiguous pieces whose sizes differ by at most one."""
+    q, r = divmod(len(items), parts)
+    out, start = [], 0
+    for k in range(parts):
+        size = q + (1 if k < r else 0)
+        out.append(items[start : start + size])
+        start += size
+    return out
+
+
+def _mean_metrics(rows: list[dict], prefix: str) -> dict:
+    keys = {k for m in rows for k in m}
+    return {f"{prefix}{k}": sum(m.get(k, 0.0) for m in rows) / len(rows) for k in sorted(keys)} if rows else {}
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -107,10 +135,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int) -> t
 class Trainer:
     """GRPO-family training of ``model`` on ``cfg.pool``. Call ``fit(run_dir)``.
 
-    ``ref_model`` is needed only when ``cfg.train.loss_cfg.kl_coef > 0``.
+    ``ref_model`` is needed only when ``cfg.train.loss_cfg.kl_coef > 0``. ``pool`` replaces the
+    pool built from ``cfg.pool`` (e.g. one whose membership changes during the run).
     """
 
-    def __init__(self, cfg: RunConfig, model, tokenizer, ref_model=None, accelerator: Accelerator | None = None):
+    def __init__(self, cfg: RunConfig, model, tokenizer, ref_model=None, accelerator: Accelerator | None = None,
+                 pool: EnvPool | None = None):
         self.cfg = cfg
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         if cfg.train.prompts_per_step % self.acc.num_processes:
@@ -127,8 +157,7 @@ class Trainer:
             if ref_model is None:
                 raise ValueError("train.loss_cfg.kl_coef > 0 needs a reference model")
             self.ref_model = ref_model.to(self.acc.device).eval().requires_grad_(False)
-        self.pool = EnvPool(cfg.pool)
-        self.env_of = {env.name: env for env in self.pool.envs.values()}
+        self.pool = pool if pool is not None else EnvPool(cfg.pool)
         self.advantage_fn = get_advantage(cfg.train.advantage)
         self.loss_fn = get_loss(cfg.train.loss)
         s = cfg.sampling
@@ -138,6 +167,11 @@ class Trainer:
         self.tracker = BetaTracker(cfg.train.mssr) if cfg.train.advantage == "mssr" else None
         self._pending_metrics: dict = {}  # logged with the next step (e.g. MSSR's initialisation pass)
         self.step_index = 0
+
+    @property
+    def env_of(self) -> dict:
+        """The pool's environments by ``Environment.name`` (as in ``Instance.env``)."""
+        return {env.name: env for env in self.pool.envs.values()}
 
     # --- one step --------------------------------------------------------------------------------
     def sampling_params(self, step: int) -> SamplingParams:
@@ -155,8 +189,10 @@ class Trainer:
         params = self.sampling_params(step)
         with timer("generate"):
             rollouts, is_cuts = self._generate(grouped, params)  # is_cuts (B,) bool
+        env_of = self.env_of
         with timer("grade"):
-            scores = safe_grade_batch([(self.env_of[inst.env], inst, text)
+            prefetch_grades(env_of, grouped, rollouts.texts)
+            scores = safe_grade_batch([(env_of[inst.env], inst, text)
                                        for inst, text in zip(grouped, rollouts.texts)], t.grade_timeout_s)
             rewards, reward_metrics = validate_rewards(scores, failure_value=t.failure_reward)  # (B,)
         passed = [bool(getattr(s, "passed", False)) for s in scores]
@@ -208,7 +244,7 @@ class Trainer:
             **{f"reward/{k}": v for k, v in reward_metrics.items() if k.startswith("invalid_") and v},
             **pool_metrics,
             **method_metrics,
-            **environment_metrics(self.env_of, grouped, rollouts.texts, scores),  # e.g. the games' game/itp
+            **environment_metrics(env_of, grouped, rollouts.texts, scores),  # e.g. the games' game/itp
         }
         batch = Batch(grouped, rollouts, rewards, passed, group_ids, advantages, old_logp, ref_logp, is_cuts)
         return batch, metrics
@@ -296,7 +332,9 @@ class Trainer:
         params = replace(self.sampling_params(self.step_index),
                          seed=stable_hash("mssr_init", t.seed, self.acc.process_index) % 2**62)
         rollouts = self.backend.generate([inst.prompt for inst in mine], params)
-        scores = [safe_grade(self.env_of[inst.env], inst, text, t.grade_timeout_s)
+        env_of = self.env_of
+        prefetch_grades(env_of, mine, rollouts.texts)
+        scores = [safe_grade(env_of[inst.env], inst, text, t.grade_timeout_s)
                   for inst, text in zip(mine, rollouts.texts)]
         rewards, _ = validate_rewards(scores, failure_value=t.failure_reward)
         pairs = list(zip(self._prompt_keys(mine), (rewards > m.outcome_threshold).float().tolist()))
@@ -409,32 +447,35 @@ class Trainer:
         temp = self.cfg.sampling.temperature
         return temp if temp > 0 else 1.0
 
-    def update(self, batch: Batch, step: int, timer: PhaseTimer) -> dict:
-        """PPO epochs over minibatches of the rollout batch, accumulating over microbatches."""
-        t, r = self.cfg.train, batch.rollouts
+    def update(self, batch: Batch, step: int, timer: PhaseTimer,
+               roles: Sequence[tuple[str, Batch, float, int]] = ()) -> dict:
+        """PPO epochs over minibatches of the rollout batch, accumulating over microbatches.
+
+        ``roles`` adds other rollout batches to the same update (EvoEnv's generator role), each as
+        ``(name, batch, weight, microbatch_size)``: its rows are split into as many chunks as the
+        main batch has minibatches, and each optimizer step minimises the main minibatch's mean
+        loss plus ``weight`` times its chunk's mean loss (so an epoch minimises L + weight * L_role).
+        Their loss metrics are logged as ``<name>/loss/...``.
+        """
+        t = self.cfg.train
         rng = random.Random(stable_hash("minibatch", t.seed, step))
         loss_metrics: list[dict] = []
+        role_metrics: dict[str, list[dict]] = {name: [] for name, *_ in roles}
         grad_norms = []
         self.model.train()
-        lengths = r.completion_mask.sum(1)
         for _ in range(t.ppo_epochs):
-            for mini, micro, shared in self._minibatches(batch, rng):
+            minibatches = self._minibatches(batch, rng)
+            role_chunks = [(name, b, w, _split(list(range(len(b.rollouts))), len(minibatches)), mb)
+                           for name, b, w, mb in roles]
+            for j, (mini, micro, shared) in enumerate(minibatches):
                 with timer("backward"):
                     for idx in micro:
-                        ix = torch.tensor(idx, device=self.acc.device)
-                        width = int(lengths[ix].max())
-                        mask = r.completion_mask[ix, :width]  # (b, w)
-                        args = (r.prompt_ids[ix], r.prompt_mask[ix], r.completion_ids[ix, :width], mask)
-                        if shared > 1:  # whole groups: each prompt runs once for its group
-                            logp = grouped_sequence_logprobs(self.model, *args, shared,
-                                                             temperature=self._logp_temperature())  # (b, w)
-                        else:
-                            logp = sequence_logprobs(self.model, *args, temperature=self._logp_temperature())
-                        ref = batch.ref_logp[ix, :width] if batch.ref_logp is not None else None
-                        loss, m = self.loss_fn(logp, batch.old_logp[ix, :width], batch.advantages[ix, :width],
-                                               mask, t.loss_cfg, ref_logp=ref)
-                        self.acc.backward(loss * (len(idx) / len(mini)))
-                        loss_metrics.append(m)
+                        loss_metrics.append(self._backward_rows(batch, idx, shared, len(idx) / len(mini)))
+                    for name, b, weight, chunks, mb in role_chunks:
+                        chunk = chunks[j]
+                        for idx in _chunks(chunk, mb):
+                            role_metrics[name].append(
+                                self._backward_rows(b, idx, 1, weight * len(idx) / len(chunk)))
                 with timer("optimizer"):
                     if self.cfg.optim.grad_clip is not None:
                         norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
@@ -443,14 +484,33 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.model.eval()
-        keys = {k for m in loss_metrics for k in m}
-        out = {f"loss/{k}": sum(m.get(k, 0.0) for m in loss_metrics) / len(loss_metrics) for k in sorted(keys)}
+        out = _mean_metrics(loss_metrics, "loss/")
+        for name, rows in role_metrics.items():
+            out.update(_mean_metrics(rows, f"{name}/loss/"))
         if "loss/kl" in out:
             out["kl"] = out["loss/kl"]
         if grad_norms:
             out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         out["lr"] = self.scheduler.get_last_lr()[0]
         return out
+
+    def _backward_rows(self, batch: Batch, idx: list[int], shared: int, scale: float) -> dict:
+        """Forward the rows ``idx`` of ``batch`` under the current policy, and backpropagate
+        ``scale`` times their policy loss; returns the loss's metrics."""
+        t, r = self.cfg.train, batch.rollouts
+        ix = torch.tensor(idx, device=self.acc.device)
+        width = max(1, int(r.completion_mask[ix].sum(1).max()))
+        mask = r.completion_mask[ix, :width]  # (b, w)
+        args = (r.prompt_ids[ix], r.prompt_mask[ix], r.completion_ids[ix, :width], mask)
+        if shared > 1:  # whole groups: each prompt runs once for its group
+            logp = grouped_sequence_logprobs(self.model, *args, shared, temperature=self._logp_temperature())  # (b, w)
+        else:
+            logp = sequence_logprobs(self.model, *args, temperature=self._logp_temperature())
+        ref = batch.ref_logp[ix, :width] if batch.ref_logp is not None else None
+        loss, m = self.loss_fn(logp, batch.old_logp[ix, :width], batch.advantages[ix, :width], mask, t.loss_cfg,
+                               ref_logp=ref)
+        self.acc.backward(loss * scale)
+        return m
 
     def step(self, step: int) -> dict:
         timer = PhaseTimer()

@@ -5,12 +5,18 @@ in the archive:
 
 1. archive the program (``Archive.add``; an identical source already decided is not re-judged);
 2. gates L1–L5 in the sandbox (``gates.validate``); a failure rejects with the gate as reason;
+   then, when a reviewer backend is given and ``review.enabled``, the policy's self-review
+   (``synth.review``: K reviews, any reject rejects);
 3. difficulty: calibrate against the solver through ``SandboxedEnvironment``; admission needs
    ``admit_low < â < admit_high`` (0 < â < 1), else "too hard" (â at or below the band) or
    "too easy" (at or above it);
 4. novelty against the programs admitted so far (signature mode, no model needed); at or above
-   τ rejects as "not novel";
+   τ rejects as "not novel". Proposals are judged a batch at a time: the batch's mean pairwise
+   similarity s̄ (its repetitiveness) sets the novelty bonus weight γ;
 5. admitted.
+
+Every line also carries the generator's reward for that proposal (``generator_reward``, the table
+of specs/rl-algorithms.md §1.5, values in ``FunnelConfig.rewards``).
 
 Outputs in ``out_dir``: ``funnel.jsonl`` (one line per proposal), ``summary.json`` (the stage
 counts) and ``funnel.png`` (a bar chart of the stages).
@@ -31,13 +37,60 @@ from worldsmith.sandbox import FALLBACK_WARNING, Limits, resolve_mode
 from worldsmith.synth.archive import Archive, Candidate
 from worldsmith.synth.calibrate import CalibrationConfig, calibrate, calibration_seeds
 from worldsmith.synth.gates import GATE_NAMES, GateConfig, validate
-from worldsmith.synth.novelty import NoveltyConfig, NoveltyItem, novelty, probe_seeds
+from worldsmith.synth.novelty import NoveltyConfig, NoveltyItem, mean_pairwise_similarity, novelty, probe_seeds
 from worldsmith.synth.proposers import Proposal
+from worldsmith.synth.review import ReviewConfig, self_review
 from worldsmith.synth.sandboxed_env import SandboxedEnvError, SandboxedEnvironment
 
 #: The funnel's stages, in order: how many proposals reached each.
-STAGES = ("candidates", *(f"passed_{g.split('_')[0]}" for g in GATE_NAMES), "calibrated_in_band", "novel",
-          "admitted")
+STAGES = ("candidates", *(f"passed_{g.split('_')[0]}" for g in GATE_NAMES), "passed_review", "calibrated_in_band",
+          "novel", "admitted")
+
+
+class GeneratorRewards(BaseModel):
+    """The generator's reward per outcome (specs/rl-algorithms.md §1.5; PROPOSED values). An
+    admitted program earns Q(â) plus its novelty bonus."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gate_failure: float = Field(-1.0, description=(
+        "No program, or failed L1-L4 (also: crashed while sampling calibration or novelty instances)."))
+    scorer_failure: float = Field(-0.5, description="Failed L5, the scorer contract.")
+    review_reject: float = Field(0.0, description="Rejected by self-review (gate only, never rewarded: keep 0).")
+    out_of_band: float = Field(0.0, description="Calibrated at â = 0 or â = 1 (too hard or too easy).")
+    not_novel: float = Field(0.0, description="At or above the novelty gate τ (including exact duplicates).")
+
+
+def generator_reward(line: dict, rewards: GeneratorRewards) -> float:
+    """The generator's reward for one funnel line (its ``outcome``, ``stage`` and ``reason``)."""
+    stage, outcome = line.get("stage"), line.get("outcome")
+    if outcome == "admitted":
+        cal, nov = line.get("calibration") or {}, line.get("novelty") or {}
+        return float(cal.get("difficulty_reward") or 0.0) + float(nov.get("bonus") or 0.0)
+    if outcome == "duplicate":
+        return _archived_reward(line.get("stage"), line.get("archived_reason") or "", rewards)
+    if stage == GATE_NAMES[-1]:
+        return rewards.scorer_failure
+    if stage in GATE_NAMES or line.get("crashed"):
+        return rewards.gate_failure
+    return {"review": rewards.review_reject, "calibration": rewards.out_of_band,
+            "novelty": rewards.not_novel}.get(stage, rewards.gate_failure)
+
+
+def _archived_reward(status: str | None, reason: str, rewards: GeneratorRewards) -> float:
+    """The reward of re-proposing an archived program: a copy of an admitted (or retired) one is
+    not novel; a copy of a rejected one earns what the original earned."""
+    if status != "rejected":
+        return rewards.not_novel
+    if reason.startswith(GATE_NAMES[-1]):
+        return rewards.scorer_failure
+    if reason.startswith(GATE_NAMES[:-1]) or reason.startswith(("calibration failed", "novelty probes failed")):
+        return rewards.gate_failure
+    if reason.startswith("review"):
+        return rewards.review_reject
+    if reason.startswith(("too hard", "too easy")):
+        return rewards.out_of_band
+    return rewards.not_novel
 
 
 class FunnelConfig(BaseModel):
@@ -53,6 +106,11 @@ class FunnelConfig(BaseModel):
         "band on â."))
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig, description=(
         "The novelty contract: λ, τ and the behavioural-signature probes."))
+    review: ReviewConfig = Field(default_factory=lambda: ReviewConfig(enabled=False), description=(
+        "The semantic contract: K self-reviews after the gates (runs only when enabled and a "
+        "reviewer backend is given; off by default here, since a tiny solver cannot review)."))
+    rewards: GeneratorRewards = Field(default_factory=GeneratorRewards, description=(
+        "The generator's reward for each outcome."))
     mode: Literal["auto", "bwrap", "fallback"] = Field("auto", description=(
         "Sandbox isolation for every run of a candidate (auto: bwrap where it works)."))
     seed: int = Field(0, description="Seed of the calibration instances and of the solver's sampling.")
@@ -106,7 +164,7 @@ def draw_funnel(counts: dict[str, int], path: str | Path, title: str = "admissio
     fig = Figure(figsize=(9, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    bars = ax.bar(range(len(values)), values, color=["#4c72b0"] * 6 + ["#dd8452", "#55a868", "#c44e52"])
+    bars = ax.bar(range(len(values)), values, color=["#4c72b0"] * 6 + ["#8172b2", "#dd8452", "#55a868", "#c44e52"])
     for bar, v in zip(bars, values):
         ax.annotate(str(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                     fontsize=9)
@@ -121,12 +179,16 @@ def draw_funnel(counts: dict[str, int], path: str | Path, title: str = "admissio
 
 
 class _Funnel:
-    def __init__(self, archive: Archive, backend: Any, cfg: FunnelConfig) -> None:
-        self.archive, self.backend, self.cfg = archive, backend, cfg
+    def __init__(self, archive: Archive, backend: Any, cfg: FunnelConfig, reviewer: Any = None) -> None:
+        self.archive, self.backend, self.cfg, self.reviewer = archive, backend, cfg, reviewer
         self.isolation = resolve_mode(cfg.mode)
         self.counts = dict.fromkeys(STAGES, 0)
         self.outcomes = {"admitted": 0, "rejected": 0, "duplicate": 0}
         self._items: dict[int, NoveltyItem | None] = {}
+
+    @property
+    def reviewing(self) -> bool:
+        return self.cfg.review.enabled and self.reviewer is not None
 
     def env(self, source: str, name: str) -> SandboxedEnvironment:
         return SandboxedEnvironment(source, name, mode=self.isolation, limits=_limits(self.cfg),
@@ -149,21 +211,60 @@ class _Funnel:
                 out.append(item)
         return out
 
-    def reject(self, cid: int, line: dict, stage: str, reason: str) -> dict:
+    def reject(self, cid: int, line: dict, stage: str, reason: str, crashed: bool = False) -> dict:
         self.archive.set_status(cid, "rejected", reason[:500])
         self.outcomes["rejected"] += 1
-        return {**line, "outcome": "rejected", "stage": stage, "reason": reason[:500]}
+        out = {**line, "outcome": "rejected", "stage": stage, "reason": reason[:500]}
+        if crashed:
+            out["crashed"] = True
+        return out
+
+    def judge_batch(self, start: int, proposals: list[Proposal]) -> list[dict]:
+        """Judge a generator batch: each proposal through gates, review and calibration, then the
+        survivors' novelty with the batch's repetitiveness s̄; every line gets its ``reward``."""
+        lines: list[dict] = []
+        pending: list[tuple[int, SandboxedEnvironment]] = []
+        for k, proposal in enumerate(proposals):
+            line, env = self.judge_until_novelty(start + k, proposal)
+            lines.append(line)
+            if env is not None:
+                pending.append((k, env))
+        items: dict[int, NoveltyItem] = {}
+        spent: dict[int, float] = {}
+        for k, env in pending:
+            started = time.monotonic()
+            try:
+                items[k] = novelty_item(env, str(lines[k]["id"]), self.cfg.novelty)
+            except SandboxedEnvError as exc:
+                lines[k] = self.reject(lines[k]["id"], lines[k], "novelty", f"novelty probes failed: {exc}",
+                                       crashed=True)
+            spent[k] = time.monotonic() - started
+        s_bar = mean_pairwise_similarity(list(items.values()), self.cfg.novelty) if len(items) > 1 else None
+        for k, _ in pending:
+            started = time.monotonic()
+            if k in items:
+                lines[k] = self.judge_novelty(lines[k], items[k], s_bar, len(proposals))
+            lines[k]["seconds"] = round(lines[k].get("seconds", 0.0) + spent[k] + time.monotonic() - started, 3)
+        for line in lines:
+            line["reward"] = generator_reward(line, self.cfg.rewards)
+        return lines
 
     def judge(self, index: int, proposal: Proposal) -> dict:
-        started = time.monotonic()
+        """Judge one proposal on its own (a batch of one)."""
+        return self.judge_batch(index, [proposal])[0]
+
+    def judge_until_novelty(self, index: int, proposal: Proposal) -> tuple[dict, SandboxedEnvironment | None]:
+        """The line of a proposal decided before the novelty stage, or its line so far and the
+        sandboxed environment to probe for novelty."""
         name = _name_of(proposal)
         line: dict = {"index": index, "origin": proposal.origin, "proposer": proposal.proposer, "name": name,
-                      "id": None, "gates": None, "isolation": None, "calibration": None, "novelty": None}
+                      "id": None, "gates": None, "isolation": None, "review": None, "calibration": None,
+                      "novelty": None}
         self.counts["candidates"] += 1
         if proposal.source is None:
             self.outcomes["rejected"] += 1
             return {**line, "outcome": "rejected", "stage": GATE_NAMES[0],
-                    "reason": f"{GATE_NAMES[0]}: no usable program in the proposal (not archived)"}
+                    "reason": f"{GATE_NAMES[0]}: no usable program in the proposal (not archived)"}, None
         cid, created = self.archive.add_or_get(proposal.source, proposal.proposer, proposal.parents, name=name)
         line["id"] = cid
         existing = self.archive.get(cid)
@@ -171,12 +272,14 @@ class _Funnel:
             self.counts["candidates"] -= 1
             self.outcomes["duplicate"] += 1
             return {**line, "outcome": "duplicate", "stage": existing.status,
-                    "reason": f"identical source already archived as {cid} ({existing.status})"}
-        out = self._judge(cid, existing, line)
+                    "archived_reason": existing.status_reason or "",
+                    "reason": f"identical source already archived as {cid} ({existing.status})"}, None
+        started = time.monotonic()
+        out, env = self._judge(cid, existing, line)
         out["seconds"] = round(time.monotonic() - started, 3)
-        return out
+        return out, env
 
-    def _judge(self, cid: int, cand: Candidate, line: dict) -> dict:
+    def _judge(self, cid: int, cand: Candidate, line: dict) -> tuple[dict, SandboxedEnvironment | None]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
             verdict = validate(cand.source, self.cfg.gates, mode=self.isolation)
@@ -186,17 +289,29 @@ class _Funnel:
         line["isolation"] = verdict.isolation
         for gate in verdict.gates:
             if not gate.passed:
-                return self.reject(cid, line, gate.name, f"{gate.name}: {gate.reason}")
+                return self.reject(cid, line, gate.name, f"{gate.name}: {gate.reason}"), None
             self.counts[f"passed_{gate.name.split('_')[0]}"] += 1
 
         cal_cfg = self.cfg.calibration
         env = self.env(cand.source, cand.name or str(cid))
+        if self.reviewing:
+            try:
+                sample = env.sample(calibration_seeds(1, self.cfg.seed)[0], cal_cfg.difficulty)
+                trace = {"prompt": sample.prompt, "reference": sample.reference, "difficulty": sample.difficulty}
+            except SandboxedEnvError:
+                trace = None
+            review = self_review(cand.source, self.reviewer, self.cfg.review, seed=self.cfg.seed, trace=trace)
+            line["review"] = review.to_json()
+            if not review.passed:
+                return self.reject(cid, line, "review", f"review: {review.reason}"), None
+        self.counts["passed_review"] += 1
+
         try:
             instances = env.sample_many(calibration_seeds(cal_cfg.m, self.cfg.seed), cal_cfg.difficulty)
             solver = _PrefetchingSolver(self.backend, env, instances)
             cal = calibrate(env, solver, seed=self.cfg.seed, cfg=cal_cfg)
         except SandboxedEnvError as exc:
-            return self.reject(cid, line, "calibration", f"calibration failed: {exc}")
+            return self.reject(cid, line, "calibration", f"calibration failed: {exc}", crashed=True), None
         self.archive.set_calibration(cid, cal.accuracy, cal.ci_low, cal.ci_high, cal.difficulty_reward)
         k = sum(cal.passed)
         line["calibration"] = {**cal.to_json(), "correct": k}
@@ -204,50 +319,54 @@ class _Funnel:
             verdict_word = "too hard" if cal.accuracy <= cal_cfg.admit_low else "too easy"
             return self.reject(cid, line, "calibration",
                                f"{verdict_word}: â = {k}/{cal.n} = {cal.accuracy:.3f} (admission needs "
-                               f"{cal_cfg.admit_low:g} < â < {cal_cfg.admit_high:g})")
+                               f"{cal_cfg.admit_low:g} < â < {cal_cfg.admit_high:g})"), None
         self.counts["calibrated_in_band"] += 1
+        return line, env
 
-        try:
-            item = novelty_item(env, str(cid), self.cfg.novelty)
-        except SandboxedEnvError as exc:
-            return self.reject(cid, line, "novelty", f"novelty probes failed: {exc}")
-        result = novelty(item, self.admitted_items(cid), self.cfg.novelty)
+    def judge_novelty(self, line: dict, item: NoveltyItem, s_bar: float | None, batch_size: int) -> dict:
+        cid = line["id"]
+        result = novelty(item, self.admitted_items(cid), self.cfg.novelty, batch_similarity=s_bar,
+                         batch_size=batch_size)
         self.archive.set_novelty(cid, result.score)
         line["novelty"] = {"score": result.score, "similarity": result.similarity, "nearest_id": result.nearest_id,
-                           "passed_gate": result.passed_gate, "mode": result.parts.get("mode")}
+                           "passed_gate": result.passed_gate, "mode": result.parts.get("mode"),
+                           "bonus": result.bonus, "gamma": result.parts.get("gamma"), "batch_similarity": s_bar}
         if not result.passed_gate:
             return self.reject(cid, line, "novelty",
                                f"not novel: similarity {result.similarity:.3f} to candidate {result.nearest_id} "
                                f"(τ = {self.cfg.novelty.tau:g})")
         self.counts["novel"] += 1
         self._items[cid] = item
-        self.archive.set_status(cid, "admitted", f"funnel: gates passed, â = {cal.accuracy:.3f}, "
+        cal = line["calibration"]
+        self.archive.set_status(cid, "admitted", f"funnel: gates passed, â = {cal['accuracy']:.3f}, "
                                                  f"novelty {result.score:.3f}")
         self.counts["admitted"] += 1
         self.outcomes["admitted"] += 1
         return {**line, "outcome": "admitted", "stage": "admitted", "reason": "admitted"}
 
 
-def _proposals(proposer: Any, cfg: FunnelConfig) -> Iterable[Proposal]:
+def _batches(proposer: Any, cfg: FunnelConfig) -> Iterable[list[Proposal]]:
     seen = 0
     while cfg.limit is None or seen < cfg.limit:
         want = cfg.batch if cfg.limit is None else min(cfg.batch, cfg.limit - seen)
-        batch = proposer.propose(want)
+        batch = proposer.propose(want)[:want]
         if not batch:
             return
-        for proposal in batch[:want]:
-            seen += 1
-            yield proposal
+        seen += len(batch)
+        yield batch
 
 
 def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: FunnelConfig | None = None,
-               out_dir: str | Path = "funnel", progress: bool = True) -> dict:
-    """Take every proposal of ``proposer`` (up to ``cfg.limit``) through gates, calibration with
-    ``solver_backend`` (a ``GenerationBackend``) and novelty, recording each step in ``archive``.
+               out_dir: str | Path = "funnel", progress: bool = True, reviewer: Any = None) -> dict:
+    """Take every proposal of ``proposer`` (up to ``cfg.limit``, ``cfg.batch`` at a time) through
+    gates, self-review by ``reviewer`` (a ``GenerationBackend``; skipped when None or
+    ``cfg.review.enabled`` is off), calibration with ``solver_backend`` and novelty, recording each
+    step in ``archive``.
 
     Writes ``out_dir/funnel.jsonl`` (one object per proposal: ``index``, ``origin``, ``proposer``,
     ``name``, ``id``, ``outcome`` admitted/rejected/duplicate, ``stage`` where it stopped,
-    ``reason``, ``gates``, ``isolation``, ``calibration``, ``novelty``, ``seconds``),
+    ``reason``, ``gates``, ``isolation``, ``review``, ``calibration``, ``novelty``, ``reward``,
+    ``seconds``),
     ``out_dir/summary.json`` and ``out_dir/funnel.png``. Returns the summary: ``counts`` (per
     stage, ``STAGES`` order; duplicates of already decided programs are not counted),
     ``outcomes``, ``archive`` (the archive's status counts), ``isolation``, ``seconds`` and the
@@ -258,7 +377,7 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     cfg = cfg or FunnelConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    funnel = _Funnel(archive, solver_backend, cfg)
+    funnel = _Funnel(archive, solver_backend, cfg, reviewer)
     total = cfg.limit
     if total is None and hasattr(proposer, "__len__") and not getattr(proposer, "cycle", False):
         total = max(0, len(proposer) - getattr(proposer, "position", 0))
@@ -266,11 +385,13 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     jsonl = out / "funnel.jsonl"
     with open(jsonl, "w", encoding="utf-8") as fh, \
             tqdm(total=total, desc="funnel", unit="program", disable=not progress) as bar:
-        for index, proposal in enumerate(_proposals(proposer, cfg)):
-            line = funnel.judge(index, proposal)
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        index = 0
+        for batch in _batches(proposer, cfg):
+            for line in funnel.judge_batch(index, batch):
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
             fh.flush()
-            bar.update(1)
+            index += len(batch)
+            bar.update(len(batch))
             bar.set_postfix(admitted=funnel.outcomes["admitted"], rejected=funnel.outcomes["rejected"])
     summary = {
         "counts": funnel.counts,
@@ -287,4 +408,5 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     return summary
 
 
-__all__ = ["STAGES", "FunnelConfig", "draw_funnel", "novelty_item", "run_funnel"]
+__all__ = ["STAGES", "FunnelConfig", "GeneratorRewards", "draw_funnel", "generator_reward", "novelty_item",
+           "run_funnel"]
