@@ -147,10 +147,59 @@ def cmd_funnel(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_synth(sub) -> None:
-    p = sub.add_parser("synth", help="environment synthesis: the admission funnel")
-    synth_sub = p.add_subparsers(dest="synth_command", required=True)
-    f = synth_sub.add_parser("funnel", help="gates, calibration and novelty over a folder of candidate programs")
+def cmd_synth_run(args: argparse.Namespace) -> int:
+    from worldsmith import configuration
+    from worldsmith.sandbox import SandboxUnavailable
+    from worldsmith.synth.archive import ArchiveError
+    from worldsmith.synth.loop import SynthConfig, synth_run
+
+    try:
+        cfg = configuration.load(SynthConfig, args.config, args.overrides)
+    except configuration.ConfigError as exc:
+        raise UsageError(f"config: {exc}") from None
+    print(f"worldsmith synth: {cfg.synth.proposer} proposer, {len(cfg.pool)} seed environments, "
+          f"{cfg.train.steps} steps -> {args.out}")
+    try:
+        summary = synth_run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    except (FileExistsError, FileNotFoundError, SandboxUnavailable, ArchiveError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+    except ValueError as exc:
+        if str(exc).startswith("synth:"):
+            raise UsageError(str(exc)) from None
+        raise
+    width = max(len(s) for s in summary["funnel"])
+    print("\nadmission funnel (all steps):")
+    for stage, count in summary["funnel"].items():
+        print(f"  {stage:<{width}}  {count}")
+    print("archive: " + ", ".join(f"{k} {v}" for k, v in summary["archive"].items()))
+    after = summary["after"]
+    print(f"held-out on the seed environments: greedy {after['accuracy_greedy']:.3f}, "
+          f"sampled {after['accuracy_sampled']:.3f} ({after['problems']} instances)")
+    print(f"run folder: {args.out}  (funnel.png, training.png, funnel.jsonl, metrics.jsonl, archive.sqlite)")
+    return 0
+
+
+SYNTH_USAGE = """\
+worldsmith synth CONFIG [key=value ...] --out DIR [--resume] [--no-progress]
+    the EvoEnv loop: generator and solver roles in one policy (configs/synth_corpus.yaml)
+worldsmith synth funnel --out DIR [--corpus DIR] [--solver MODEL_DIR] [--limit N] [--mode M] [--json]
+    gates, calibration and novelty over a folder of candidate programs, without training"""
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = cli._Parser(prog="worldsmith synth", description="the EvoEnv loop")
+    p.add_argument("config", help="YAML synth config (see configs/synth_corpus.yaml)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.steps=20")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_synth_run)
+    return p
+
+
+def _funnel_parser() -> argparse.ArgumentParser:
+    f = cli._Parser(prog="worldsmith synth funnel",
+                    description="gates, calibration and novelty over a folder of candidate programs")
     f.add_argument("--corpus", help="folder of candidate .py files (default: the shipped corpus)")
     f.add_argument("--db", help="archive database (default: OUT/archive.sqlite)")
     f.add_argument("--out", required=True, help="folder for funnel.jsonl, summary.json and funnel.png")
@@ -162,6 +211,33 @@ def register_synth(sub) -> None:
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_funnel)
+    return f
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    rest = list(args.rest)
+    if args.synth_help or not rest or rest[0] in ("-h", "--help"):
+        print(SYNTH_USAGE, file=sys.stdout if rest or args.synth_help else sys.stderr)
+        return 0 if rest or args.synth_help else cli.EXIT_USAGE
+    if rest[0] == "funnel":
+        sub_args = _funnel_parser().parse_args(rest[1:])
+    else:
+        parser = _run_parser()
+        sub_args, extra = parser.parse_known_args(rest)
+        if extra:
+            if all("=" in e and not e.startswith("-") for e in extra):
+                sub_args.overrides = [*sub_args.overrides, *extra]
+            else:
+                raise UsageError(f"worldsmith synth: unrecognized arguments: {' '.join(extra)}")
+    return int(sub_args.func(sub_args) or 0)
+
+
+def register_synth(sub) -> None:
+    p = sub.add_parser("synth", help="environment synthesis: the EvoEnv loop (CONFIG) or the admission funnel (funnel)",
+                       usage=SYNTH_USAGE, add_help=False)
+    p.add_argument("-h", "--help", action="store_true", dest="synth_help", help=argparse.SUPPRESS)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_synth)
 
 
 for _register in (register, register_synth):

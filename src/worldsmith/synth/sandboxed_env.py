@@ -182,6 +182,12 @@ class SandboxedEnvironment:
         cannot produce a well-formed one."""
         return self.sample_many([seed], difficulty)[0]
 
+    def forget_instances(self, keep: int = 0) -> None:
+        """Drop the kept instances when more than ``keep`` are held (a long training run samples
+        fresh seeds every step)."""
+        if len(self._instances) > keep:
+            self._instances.clear()
+
     # --- grading -----------------------------------------------------------------------------
     def _score_runs(self, pairs: list[tuple[dict, str]]) -> dict[tuple[str, str], Score]:
         """Score distinct (data, answer) pairs with ``score_many``, ``score_batch`` per run."""

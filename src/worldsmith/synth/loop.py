@@ -1,0 +1,581 @@
+"""The EvoEnv loop: one policy writes environments and learns in them (specs/rl-algorithms.md §1.5-§1.6).
+
+Each step of ``SynthTrainer`` has two roles:
+
+- **generator**: ``synth.prompts_per_step`` generator prompts, each showing k exemplar programs
+  from the pool, ``synth.group_size`` completions each (``proposer: policy``); or the next
+  proposals of a folder of programs (``proposer: corpus``). Every proposal goes through the
+  admission funnel (gates L1-L5, self-review, calibration against the current solver, novelty)
+  and gets the generator reward of the spec's table; admitted programs join the pool.
+- **solver**: the usual GRPO batch from the pool, where at least ``synth.seed_floor`` of the
+  prompts come from the seed environments.
+
+With the policy as generator, the update minimises L_solver + ``generator_scale`` * L_generator
+(role-conditioned GRPO: the generator's advantages are group-relative within each generator
+prompt). Admitted environments run only in the sandbox, frozen by hash in the archive. They are
+retired when saturated (moving pass rate at or above ``retire.saturation``) or after
+``retire.max_steps`` steps in the pool, and quarantined if they stop producing instances.
+
+Run folder: ``config.yaml``, ``metrics.jsonl`` (solver, generator and ``synth/*`` diagnostics per
+step), ``funnel.jsonl`` (every proposal with its step, outcome and reward), ``archive.sqlite``,
+``funnel.png``, ``training.png``, ``summary.json``, ``checkpoints/`` and ``policy/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator
+
+from worldsmith.configuration import Strict
+from worldsmith.envs.contract import Instance, stable_hash
+from worldsmith.envs.seeds import SEED_MODULES
+from worldsmith.policy.backend import SamplingParams
+from worldsmith.rl.advantages import call_advantage, get_advantage
+from worldsmith.rl.config import RunConfig
+from worldsmith.rl.pool import EnvPool, PoolEntry
+from worldsmith.rl.trainer import Batch, PhaseTimer, Trainer, plain_sampling
+from worldsmith.runs import RunDir
+from worldsmith.synth.archive import Archive
+from worldsmith.synth.funnel import STAGES, FunnelConfig, _Funnel, draw_funnel
+from worldsmith.synth.proposers import CorpusProposer, PolicyProposer, Proposal, seed_exemplars
+from worldsmith.synth.review import ReviewConfig
+from worldsmith.synth.sandboxed_env import SandboxedEnvError, SandboxedEnvironment
+
+#: Prefix of the pool entry (and ``Instance.env``) of an admitted program: ``synth-<archive id>``.
+ADMITTED_PREFIX = "synth-"
+
+
+# --- configuration ----------------------------------------------------------------------------------
+class RetireSection(Strict):
+    """When an admitted environment leaves the pool (seed environments never do)."""
+
+    saturation: float = Field(0.9, gt=0.0, le=1.0, description=(
+        "Retire once the moving pass rate reaches this (the solver has mastered it). PROPOSED."))
+    min_batches: int = Field(4, ge=1, description=(
+        "Batches an environment must have appeared in before saturation can retire it. PROPOSED."))
+    max_steps: int | None = Field(None, ge=1, description=(
+        "Retire after this many steps in the pool (the paper retires after a fixed number of epochs; "
+        "the number was not recovered, so None: off)."))
+
+
+class SynthSection(Strict):
+    """The generator role, the admission funnel and how the pool evolves (spec §1.4-§1.7)."""
+
+    proposer: Literal["policy", "corpus"] = Field("policy", description=(
+        "policy: the policy writes programs and is trained on their rewards; corpus: programs are "
+        "read from a folder (no generator loss), e.g. with a policy too small to write code."))
+    corpus: str | None = Field(None, description="Folder of candidate .py files (None: the shipped corpus).")
+    prompts_per_step: int = Field(2, ge=1, description="B_g, generator prompts per step. PROPOSED.")
+    group_size: int = Field(4, ge=1, description="G_g, completions per generator prompt. PROPOSED (4).")
+    exemplars: int = Field(3, ge=0, description="k, exemplar programs from the pool shown per generator prompt.")
+    every: int = Field(1, ge=1, description="Run the generator role every this many steps.")
+    max_new_tokens: int = Field(2048, ge=16, description="Generation budget of one program.")
+    temperature: float = Field(1.0, gt=0.0, description="Sampling temperature of the generator role.")
+    microbatch_size: int = Field(4, ge=1, description="Generator rows per forward/backward (they are long).")
+    generator_scale: float = Field(0.3, ge=0.0, description=(
+        "Weight of the generator loss: loss = L_solver + scale * L_generator. READ (0.3)."))
+    generator_advantage: str = Field("grpo", description="Advantage estimator of the generator role (registry name).")
+    seed_floor: float = Field(0.2, ge=0.0, le=1.0, description=(
+        "At least this fraction of each solver batch comes from the seed environments. READ (0.2)."))
+    max_admitted: int = Field(256, ge=1, description="Most admitted environments in the pool; the oldest retires.")
+    admitted_adaptive: bool = Field(True, description="Steer admitted environments' difficulty toward the band.")
+    admitted_band: tuple[float, float] = Field((0.2, 0.6), description="Pass-rate band of admitted environments.")
+    funnel: FunnelConfig = Field(default_factory=lambda: FunnelConfig(review=ReviewConfig(enabled=True)),
+                                 description="Gates, self-review, calibration, novelty and generator rewards.")
+    retire: RetireSection = Field(default_factory=RetireSection)
+
+
+def _seed_pool() -> list[PoolEntry]:
+    return [PoolEntry(name=name) for name in SEED_MODULES]
+
+
+class SynthConfig(RunConfig):
+    """Everything `worldsmith synth` needs: a ``RunConfig`` (whose ``pool`` is the seed
+    environments, all ten by default) plus the ``synth`` section."""
+
+    pool: list[PoolEntry] = Field(default_factory=_seed_pool, description=(
+        "The seed environments: the initial pool, protected by the seed floor and never retired."))
+    synth: SynthSection = Field(default_factory=SynthSection)
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _names_are_free(cls, pool: object) -> object:
+        for entry in pool if isinstance(pool, list) else []:
+            name = entry.get("name") if isinstance(entry, dict) else getattr(entry, "name", None)
+            if isinstance(name, str) and name.startswith(ADMITTED_PREFIX):
+                raise ValueError(f"{name!r}: names starting with {ADMITTED_PREFIX!r} are reserved for admitted programs")
+        return pool
+
+
+# --- admitted environments in the pool --------------------------------------------------------------
+class AdmittedEnvironment:
+    """An admitted program as a pool environment: every call runs in the sandbox, and its
+    instances carry the pool name ``synth-<id>`` so the trainer routes their grading here."""
+
+    def __init__(self, sandboxed: SandboxedEnvironment, cid: int) -> None:
+        self.inner = sandboxed
+        self.cid = cid
+        self.name = f"{ADMITTED_PREFIX}{cid}"
+
+    def __repr__(self) -> str:
+        return f"<AdmittedEnvironment {self.name} ({self.inner.name})>"
+
+    @property
+    def description(self) -> str:
+        return str(self.inner.describe().get("description", ""))
+
+    @property
+    def oracle(self) -> str:
+        return str(self.inner.describe().get("oracle", "equality"))
+
+    def _own(self, inst: Instance) -> Instance:
+        return replace(inst, env=self.name)
+
+    def sample_many(self, seeds: Sequence[int], difficulty: float = 0.0) -> list[Instance]:
+        self.inner.forget_instances(keep=4096)
+        return [self._own(i) for i in self.inner.sample_many(list(seeds), difficulty)]
+
+    def sample(self, seed: int, difficulty: float = 0.0) -> Instance:
+        return self.sample_many([seed], difficulty)[0]
+
+    def grade(self, instance: Instance, response: object):
+        return self.inner.grade(instance, response)
+
+    def grade_many(self, instances: Sequence[Instance], responses: Sequence[object]):
+        return self.inner.grade_many(instances, responses)
+
+    def prefetch_grades(self, instances: Sequence[Instance], responses: Sequence[object]) -> None:
+        self.inner.prefetch_grades(instances, responses)
+
+
+class SynthPool(EnvPool):
+    """The seed environments plus admitted programs. Each solver batch draws
+    ``max(ceil(seed_floor * n), the seeds' weighted share)`` items from the seeds; an admitted
+    environment that fails to sample is dropped from the batch (its rows are redrawn from the
+    seeds) and reported in ``broken``."""
+
+    def __init__(self, seeds: Sequence[PoolEntry], seed_floor: float, ema_decay: float = 0.9) -> None:
+        super().__init__(seeds, ema_decay)
+        self.seed_names = frozenset(e.name for e in self.entries)
+        self.seed_floor = seed_floor
+        self.admitted: dict[str, dict] = {}  # entry name -> {"id", "since"}
+        self.broken: dict[str, str] = {}  # entry name -> why it could not sample
+        self.last_seed_fraction: float | None = None
+
+    def add_admitted(self, env: AdmittedEnvironment, entry: PoolEntry, step: int) -> None:
+        self.add(entry, env)
+        self.admitted[entry.name] = {"id": env.cid, "since": step}
+
+    def remove(self, name: str) -> None:
+        if name in self.seed_names:
+            raise ValueError(f"{name!r} is a seed environment; seeds stay in the pool")
+        super().remove(name)
+        self.admitted.pop(name, None)
+        self.broken.pop(name, None)
+
+    def admitted_ids(self) -> set[int]:
+        return {info["id"] for info in self.admitted.values()}
+
+    def _picks(self, n: int, rng: random.Random) -> list[int]:
+        seeds = [i for i, e in enumerate(self.entries) if e.name in self.seed_names]
+        others = [i for i, e in enumerate(self.entries) if e.name not in self.seed_names and e.weight > 0]
+        if not others or n == 0:
+            return self._systematic(n, rng, seeds)
+        w_seed = sum(self.entries[i].weight for i in seeds)
+        w_all = w_seed + sum(self.entries[i].weight for i in others)
+        n_seed = min(n, max(math.ceil(self.seed_floor * n - 1e-9), round(n * w_seed / w_all)))
+        return self._systematic(n_seed, rng, seeds) + self._systematic(n - n_seed, rng, others)
+
+    def _instances(self, names: Sequence[str], seeds: Sequence[int]) -> list[Instance]:
+        names = list(names)
+        bad = set()
+        for name in dict.fromkeys(names):
+            if name in self.admitted:
+                try:
+                    self.envs[name].sample_many([seeds[k] for k, n in enumerate(names) if n == name],
+                                                self._difficulty[name])
+                except SandboxedEnvError as exc:
+                    self.broken[name] = str(exc)[:300]
+                    bad.add(name)
+        if bad:  # redraw those rows from the seed environments
+            rng = random.Random(stable_hash("redraw", self._counter))
+            seed_idx = [i for i, e in enumerate(self.entries) if e.name in self.seed_names]
+            names = [self.entries[rng.choice(seed_idx)].name if n in bad else n for n in names]
+        out = super()._instances(names, seeds)
+        self.last_seed_fraction = sum(n in self.seed_names for n in names) / max(1, len(names))
+        return out
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["admitted"] = {name: {**info, "entry": next(e for e in self.entries if e.name == name).model_dump(
+            mode="json")} for name, info in self.admitted.items()}
+        return state
+
+    def load_state_dict(self, state: Mapping, factory: Callable[[int], AdmittedEnvironment] | None = None) -> None:
+        """Restore the pool; ``factory(id)`` rebuilds each admitted environment (from the archive)."""
+        for name in list(self.admitted):
+            super().remove(name)
+        self.admitted.clear()
+        for name, info in (state.get("admitted") or {}).items():
+            if factory is None:
+                raise ValueError("restoring admitted environments needs a factory")
+            self.add_admitted(factory(int(info["id"])), PoolEntry.model_validate(info["entry"]), int(info["since"]))
+        super().load_state_dict(state)
+
+
+# --- the trainer ------------------------------------------------------------------------------------
+class SynthTrainer(Trainer):
+    """``Trainer`` with EvoEnv's generator role, admission funnel and evolving pool."""
+
+    def __init__(self, cfg: SynthConfig, model, tokenizer, archive: Archive, run: RunDir, ref_model=None,
+                 accelerator=None) -> None:
+        if accelerator is not None and accelerator.num_processes > 1:
+            raise ValueError("worldsmith synth runs in one process (the funnel and archive are not distributed)")
+        self.synth = cfg.synth
+        pool = SynthPool(cfg.pool, cfg.synth.seed_floor)
+        super().__init__(cfg, model, tokenizer, ref_model=ref_model, accelerator=accelerator, pool=pool)
+        self.archive = archive
+        self.run = run
+        f = cfg.synth.funnel
+        reviewer = self.backend if f.review.enabled else None
+        self.funnel = _Funnel(archive, self.backend, f, reviewer=reviewer)
+        self.generator_advantage = get_advantage(cfg.synth.generator_advantage)
+        self.proposal_index = 0
+        self.proposer: PolicyProposer | CorpusProposer
+        if cfg.synth.proposer == "policy":
+            params = SamplingParams(cfg.synth.max_new_tokens, cfg.synth.temperature)
+            self.proposer = PolicyProposer(self.backend, seed_exemplars(), cfg.synth.exemplars, params,
+                                           seed=cfg.train.seed)
+        else:
+            self.proposer = CorpusProposer(corpus_folder(cfg.synth.corpus))
+            self.proposer.files = [p for p in self.proposer.files if p.name != "__init__.py"]
+        self.funnel_path = run.root / "funnel.jsonl"
+
+    # --- the generator role ----------------------------------------------------------------------
+    def _exemplars(self) -> list[str]:
+        sources = seed_exemplars()
+        for info in self.pool.admitted.values():
+            sources.append(self.archive.get(info["id"]).source)
+        return sources
+
+    def generator_role(self, step: int, timer: PhaseTimer) -> tuple[Batch | None, list[dict]]:
+        """Propose, judge and admit; the generator's rollout batch (policy proposer) and the
+        funnel lines of this step."""
+        s = self.synth
+        rollouts = None
+        with timer("propose"):
+            if isinstance(self.proposer, PolicyProposer):
+                self.proposer.exemplars = self._exemplars()
+                seed = stable_hash("generator", self.cfg.train.seed, step) % 2**62
+                self.proposer.params = replace(self.proposer.params, seed=seed)
+                proposals, rollouts = self.proposer.generate(s.prompts_per_step, s.group_size)
+            else:
+                proposals = self.proposer.propose(s.prompts_per_step * s.group_size)
+        if not proposals:
+            return None, []
+        with timer("judge"):
+            lines = self.funnel.judge_batch(self.proposal_index, proposals)
+        self.proposal_index += len(proposals)
+        for line in lines:
+            line["step"] = step
+            self._admit(line, step)
+        with open(self.funnel_path, "a", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        if rollouts is None:
+            return None, lines
+        return self._generator_batch(rollouts, lines, proposals), lines
+
+    def _admit(self, line: dict, step: int) -> None:
+        """Put an admitted program into the pool (and one archived as admitted by a run that
+        crashed before its checkpoint, when its identical source is proposed again)."""
+        cid = line.get("id")
+        if cid is None or cid in self.pool.admitted_ids():
+            return
+        if line["outcome"] == "duplicate":
+            cand = self.archive.get(cid)
+            if cand.status != "admitted":
+                return
+            line["reward"] = float(cand.difficulty_reward or 0.0)
+            line["readmitted"] = True
+        elif line["outcome"] != "admitted":
+            return
+        cand = self.archive.get(cid)
+        sandboxed = SandboxedEnvironment(cand.source, cand.name or str(cid), mode=self.funnel.isolation,
+                                         limits=self.synth.funnel.gates.limits(),
+                                         score_batch=self.synth.funnel.gates.score_batch)
+        difficulty = self.synth.funnel.calibration.difficulty
+        entry = PoolEntry(name=f"{ADMITTED_PREFIX}{cid}", difficulty=difficulty, adaptive=self.synth.admitted_adaptive,
+                          band=self.synth.admitted_band)
+        if len(self.pool.admitted) >= self.synth.max_admitted:
+            oldest = min(self.pool.admitted, key=lambda n: (self.pool.admitted[n]["since"], self.pool.admitted[n]["id"]))
+            self._retire(oldest, f"pool full ({self.synth.max_admitted} admitted); oldest retired")
+        self.pool.add_admitted(AdmittedEnvironment(sandboxed, cid), entry, step)
+
+    def _generator_batch(self, rollouts, lines: list[dict], proposals: list[Proposal]) -> Batch:
+        s, device = self.synth, self.acc.device
+        rewards = torch.tensor([float(line["reward"]) for line in lines], dtype=torch.float32, device=device)
+        group_ids = torch.arange(s.prompts_per_step, device=device).repeat_interleave(s.group_size)
+        mask = rollouts.completion_mask
+        params = self.proposer.params
+        if plain_sampling(params):
+            old_logp = rollouts.behaviour_logp
+        else:
+            old_logp = self._logprobs(self.acc.unwrap_model(self.model), rollouts)
+        ref_logp = self._logprobs(self.ref_model, rollouts) if self.ref_model is not None else None
+        advantages = call_advantage(self.generator_advantage, rewards, mask, group_ids,
+                                    self.cfg.train.advantage_cfg, old_logp=old_logp)  # (B_g*G_g, T)
+        passed = [line["outcome"] == "admitted" for line in lines]
+        return Batch([], rollouts, rewards, passed, group_ids, advantages, old_logp, ref_logp)
+
+    # --- pool upkeep ---------------------------------------------------------------------------------
+    def _retire(self, name: str, reason: str) -> None:
+        info = self.pool.admitted[name]
+        self.pool.remove(name)
+        cand = self.archive.get(info["id"])
+        if cand.status == "admitted":
+            self.archive.set_status(info["id"], "retired", reason)
+
+    def upkeep(self, step: int) -> dict:
+        """Quarantine broken admitted environments, retire saturated or old ones."""
+        r = self.synth.retire
+        retired = quarantined = 0
+        for name, why in list(self.pool.broken.items()):
+            cid = self.pool.admitted[name]["id"]
+            self.pool.remove(name)
+            if self.archive.get(cid).status == "admitted":
+                self.archive.set_status(cid, "quarantined", f"stopped sampling during training: {why}"[:500])
+            quarantined += 1
+        rates, updates = self.pool.pass_rates(), self.pool.updates()
+        for name, info in list(self.pool.admitted.items()):
+            rate = rates.get(name)
+            if rate is not None and updates.get(name, 0) >= r.min_batches and rate >= r.saturation:
+                self._retire(name, f"saturated: moving pass rate {rate:.3f} >= {r.saturation:g}")
+                retired += 1
+            elif r.max_steps is not None and step + 1 - info["since"] >= r.max_steps:
+                self._retire(name, f"{r.max_steps} steps in the pool")
+                retired += 1
+        return {"synth/retired": retired, "synth/quarantined": quarantined}
+
+    # --- one step ------------------------------------------------------------------------------------
+    def step(self, step: int) -> dict:
+        timer = PhaseTimer()
+        started = time.perf_counter()
+        gen_batch, lines = None, []
+        if step % self.synth.every == 0:
+            gen_batch, lines = self.generator_role(step, timer)
+        batch, metrics = self.collect(step, timer)
+        metrics["synth/seed_fraction"] = self.pool.last_seed_fraction
+        roles = []
+        if gen_batch is not None and self.synth.generator_scale > 0:
+            roles.append(("generator", gen_batch, self.synth.generator_scale, self.synth.microbatch_size))
+        metrics.update(self.update(batch, step, timer, roles))
+        metrics.update(self.upkeep(step))
+        metrics.update(synth_metrics(lines, self.funnel.counts, self.pool, self.synth.funnel.calibration.m))
+        metrics.update(self._pending_metrics)
+        self._pending_metrics = {}
+        metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
+        metrics["time/step"] = time.perf_counter() - started
+        return {"step": step, **metrics}
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        proposer = (self.proposer.rng.getstate() if isinstance(self.proposer, PolicyProposer)
+                    else self.proposer.position)
+        state["synth"] = {"proposer": proposer, "proposal_index": self.proposal_index,
+                          "counts": dict(self.funnel.counts), "outcomes": dict(self.funnel.outcomes)}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        pool_state = state["pool"]
+        super().load_state_dict({**state, "pool": {"counter": 0, "entries": {
+            name: s for name, s in pool_state["entries"].items() if name in self.pool.seed_names}}})
+        self.pool.load_state_dict(pool_state, factory=self._rebuild)
+        synth = state["synth"]
+        if isinstance(self.proposer, PolicyProposer):
+            self.proposer.rng.setstate(synth["proposer"])
+        else:
+            self.proposer.position = int(synth["proposer"])
+        self.proposal_index = int(synth["proposal_index"])
+        self.funnel.counts.update(synth["counts"])
+        self.funnel.outcomes.update(synth["outcomes"])
+
+    def _rebuild(self, cid: int) -> AdmittedEnvironment:
+        cand = self.archive.get(cid)
+        sandboxed = SandboxedEnvironment(cand.source, cand.name or str(cid), mode=self.funnel.isolation,
+                                         limits=self.synth.funnel.gates.limits(),
+                                         score_batch=self.synth.funnel.gates.score_batch)
+        return AdmittedEnvironment(sandboxed, cid)
+
+    def resume(self, run: RunDir) -> bool:
+        if not super().resume(run):
+            return False
+        truncate_jsonl(self.funnel_path, self.step_index - 1)
+        return True
+
+
+# --- the run -----------------------------------------------------------------------------------------
+def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Build (or resume) an EvoEnv run in ``out``: warm-start the policy (``sft``, on the seed
+    environments), train with the generator and solver roles, evaluate on held-out seeds of the
+    seed environments, and write the funnel plot, training plot and summary."""
+    from worldsmith.configuration import dump
+    from worldsmith.policy.model import load_policy, save_policy
+    from worldsmith.recipes import build_policy, eval_policy, headline
+    from worldsmith.report.plots import plot_training
+
+    torch.manual_seed(cfg.train.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = RunDir(out)
+    if not resume and (run.metrics_path.exists() or run.latest_checkpoint()):
+        raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not run.latest_checkpoint() and (run.root / "funnel.jsonl").exists():
+        (run.root / "funnel.jsonl").unlink()  # crashed before the first checkpoint: start over
+    dump(cfg, run.root / "config.yaml")
+    started = time.perf_counter()
+    model, tokenizer = build_policy(cfg, run, progress)
+    _check_context(cfg, model, tokenizer)
+    ref = load_policy(run.root / "policy_init")[0] if cfg.train.loss_cfg.kl_coef > 0 else None
+    with Archive(run.root / "archive.sqlite") as archive:
+        trainer = SynthTrainer(cfg, model, tokenizer, archive, run, ref_model=ref)
+        resumed_from = trainer.step_index if resume and trainer.resume(run) else None
+        trainer.fit(run, progress=progress)
+        policy = trainer.acc.unwrap_model(trainer.model)
+        save_policy(policy, tokenizer, run.root / "policy")
+        counts = dict(trainer.funnel.counts)
+        draw_funnel(counts, run.root / "funnel.png", title=f"EvoEnv admission funnel ({cfg.synth.proposer} proposer)")
+        archive_counts = archive.counts()
+        pool = {name: {"id": info["id"], "since": info["since"],
+                       "difficulty": trainer.pool.difficulties()[name],
+                       "pass_rate": trainer.pool.pass_rates()[name]}
+                for name, info in trainer.pool.admitted.items()}
+        admitted = [{"id": c.id, "name": c.name, "accuracy": c.accuracy, "difficulty_reward": c.difficulty_reward,
+                     "status": c.status} for c in archive.list() if c.status in ("admitted", "retired")]
+    after = eval_policy(cfg, policy, tokenizer, progress)
+    rows = run.read_metrics()
+    plot_training(rows, run.root / "training.png", title=f"worldsmith synth ({cfg.synth.proposer} proposer)")
+    summary = {
+        "after": headline(after),
+        "steps": trainer.step_index,
+        "resumed_from": resumed_from,
+        "seconds": time.perf_counter() - started,
+        "funnel": counts,
+        "archive": archive_counts,
+        "pool": pool,
+        "admitted_or_retired": admitted,
+        "isolation": trainer.funnel.isolation,
+        "eval_after": after,
+    }
+    run.write_summary(summary)
+    return summary
+
+
+def _check_context(cfg: SynthConfig, model, tokenizer) -> None:
+    """Refuse, in one line, a policy whose context cannot hold a generator prompt and program."""
+    if cfg.synth.proposer != "policy":
+        return
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if not limit:
+        return
+    from worldsmith.synth.proposers import choose_exemplars, render_generator_prompt
+
+    sources = seed_exemplars()
+    longest = sorted(sources, key=len)[-cfg.synth.exemplars:] if cfg.synth.exemplars else []
+    prompt = render_generator_prompt(choose_exemplars(longest, cfg.synth.exemplars, random.Random(0)))
+    need = len(tokenizer(prompt)["input_ids"]) + cfg.synth.max_new_tokens
+    if need > limit:
+        raise ValueError(f"synth: a generator prompt with {cfg.synth.exemplars} exemplars plus "
+                         f"synth.max_new_tokens={cfg.synth.max_new_tokens} needs up to {need} tokens, but the "
+                         f"policy's context is {limit}; use a larger model, fewer synth.exemplars, or "
+                         f"synth.proposer=corpus")
+
+
+# --- diagnostics --------------------------------------------------------------------------------------
+def synth_metrics(lines: list[dict], totals: Mapping[str, int], pool: SynthPool, m: int) -> dict:
+    """The paper's diagnostics (spec §1.9) for one step: per-stage pass rates of this step's
+    proposals, the â histogram, rewards, novelty similarities, pool size and cumulative counts."""
+    out: dict = {"synth/proposals": len(lines), "synth/pool_size": len(pool.entries),
+                 "synth/pool_admitted": len(pool.admitted)}
+    judged = [line for line in lines if line["outcome"] != "duplicate"]
+    out["synth/duplicates"] = len(lines) - len(judged)
+    reached = dict.fromkeys(STAGES[1:], 0)
+    ahat = [0] * (m + 1)
+    sims = []
+    for line in judged:
+        gates = line.get("gates") or []
+        for gate in gates:
+            if gate["passed"]:
+                reached[f"passed_{gate['name'].split('_')[0]}"] += 1
+        if line.get("calibration") is not None:
+            reached["passed_review"] += 1
+            k = line["calibration"]["correct"]
+            if 0 <= k <= m:
+                ahat[k] += 1
+            if line["calibration"]["admitted_band"]:
+                reached["calibrated_in_band"] += 1
+        elif line.get("stage") == "calibration":  # crashed while sampling calibration instances
+            reached["passed_review"] += 1
+        if line.get("novelty") is not None:
+            sims.append(line["novelty"]["similarity"])
+            if line["novelty"]["passed_gate"]:
+                reached["novel"] += 1
+        if line["outcome"] == "admitted":
+            reached["admitted"] += 1
+    for stage, count in reached.items():
+        out[f"synth/rate/{stage}"] = count / len(judged) if judged else None
+    out["synth/admitted"] = reached["admitted"]
+    out["synth/ahat_hist"] = ahat
+    rewards = [float(line["reward"]) for line in lines if "reward" in line]
+    out["synth/gen_reward/mean"] = sum(rewards) / len(rewards) if rewards else None
+    out["synth/gen_reward/penalised_fraction"] = (sum(r < 0 for r in rewards) / len(rewards)) if rewards else None
+    out["synth/novelty/similarity_mean"] = sum(sims) / len(sims) if sims else None
+    out["synth/novelty/similarity_max"] = max(sims) if sims else None
+    batch_sims = [line["novelty"].get("batch_similarity") for line in judged if line.get("novelty")]
+    batch_sims = [b for b in batch_sims if b is not None]
+    out["synth/novelty/batch_similarity"] = batch_sims[0] if batch_sims else None
+    out.update({f"synth/total/{k}": v for k, v in totals.items()})
+    return out
+
+
+def truncate_jsonl(path: Path, last_step: int) -> None:
+    """Keep the lines of ``path`` whose ``step`` is at most ``last_step`` (and drop a torn tail)."""
+    if not path.exists():
+        return
+    kept = []
+    for text in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError:
+            break
+        if row.get("step", -1) <= last_step:
+            kept.append(text)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(t + "\n" for t in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def corpus_folder(folder: str | None) -> Path:
+    """The candidate folder: ``folder``, or the shipped corpus."""
+    if folder is None:
+        return Path(str(resources.files("worldsmith.synth.corpus")))
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f"synth.corpus: no such folder: {folder}")
+    return path
+
+
+__all__ = ["ADMITTED_PREFIX", "AdmittedEnvironment", "RetireSection", "SynthConfig", "SynthPool", "SynthSection",
+           "SynthTrainer", "corpus_folder", "synth_metrics", "synth_run", "truncate_jsonl"]
