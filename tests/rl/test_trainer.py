@@ -85,7 +85,7 @@ def make(tmp_path, env="test_letter_a", sampling=None, **train):
 
 
 def params_of(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 def test_reward_rises_and_parameters_change(tmp_path):
@@ -166,7 +166,7 @@ def test_mixed_cuts_rows_follow_the_plan_and_old_logprobs_are_recomputed(tmp_pat
     torch.testing.assert_close(batch.old_logp[m], policy[m], rtol=0, atol=1e-5)  # PPO's ratio uses these
     standard = m & ~batch.is_cuts[:, None]
     torch.testing.assert_close(r.behaviour_logp[standard], policy[standard], rtol=0, atol=1e-5)
-    uniform = m & batch.is_cuts[:, None] & (torch.arange(m.shape[1]) >= 2)
+    uniform = m & batch.is_cuts[:, None] & (torch.arange(m.shape[1], device=m.device) >= 2)
     sizes = torch.exp(-r.behaviour_logp[uniform])  # behaviour = log(1 / |S_t|)
     torch.testing.assert_close(sizes, sizes.round(), rtol=0, atol=1e-4)
     assert (batch.old_logp[uniform] - r.behaviour_logp[uniform]).abs().max() > 0.1

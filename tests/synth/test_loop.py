@@ -56,9 +56,12 @@ class RecordedProgramsPolicyDouble(HFBackend):
             text = self.completions[self.calls % len(self.completions)]
             self.calls += 1
             toks = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_ids[0]]
+            dev = self.device
             with torch.no_grad():
-                logp = sequence_logprobs(self.model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.bool),
-                                         torch.tensor([toks]), torch.ones(1, len(toks), dtype=torch.bool))
+                logp = sequence_logprobs(self.model, torch.tensor([ids], device=dev),
+                                         torch.ones(1, len(ids), dtype=torch.bool, device=dev),
+                                         torch.tensor([toks], device=dev),
+                                         torch.ones(1, len(toks), dtype=torch.bool, device=dev))
             out.append((toks, logp[0].tolist(), True))
         return out
 

@@ -162,7 +162,7 @@ class HFBackend:
         self,
         model: torch.nn.Module,
         tokenizer: PreTrainedTokenizerBase,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | None = None,
         batch_size: int = 64,
         logits_processor: LogitsProcessor | None = None,
         eos_ids: Sequence[int] | None = None,
@@ -172,6 +172,9 @@ class HFBackend:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.tokenizer = tokenizer
+        if device is None:  # where the model's weights are
+            first = next(model.parameters(), None)
+            device = first.device if first is not None else "cpu"
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.logits_processor = logits_processor

@@ -533,6 +533,7 @@ class Trainer:
             "pool": self.pool.state_dict(),
             "mssr": self.tracker.state_dict() if self.tracker is not None else None,
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "python_rng": random.getstate(),
         }
 
@@ -543,7 +544,9 @@ class Trainer:
         self.pool.load_state_dict(state["pool"])
         if self.tracker is not None and state.get("mssr") is not None:
             self.tracker.load_state_dict(state["mssr"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         random.setstate(state["python_rng"])
         self.step_index = int(state["step"])
 
