@@ -149,6 +149,7 @@ def cmd_funnel(args: argparse.Namespace) -> int:
 
 def cmd_synth_run(args: argparse.Namespace) -> int:
     from worldsmith import configuration
+    from worldsmith.policy.http_backend import HTTPBackendError
     from worldsmith.sandbox import SandboxUnavailable
     from worldsmith.synth.archive import ArchiveError
     from worldsmith.synth.loop import SynthConfig, synth_run
@@ -163,6 +164,8 @@ def cmd_synth_run(args: argparse.Namespace) -> int:
         summary = synth_run(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     except (FileExistsError, FileNotFoundError, SandboxUnavailable, ArchiveError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
+    except HTTPBackendError as exc:
+        raise UsageError(f"synth.remote: {exc} (the run can continue with --resume)") from None
     except ValueError as exc:
         if str(exc).startswith("synth:"):
             raise UsageError(str(exc)) from None

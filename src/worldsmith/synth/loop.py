@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from worldsmith.configuration import Strict
 from worldsmith.envs.contract import Instance, stable_hash
 from worldsmith.envs.seeds import SEED_MODULES
 from worldsmith.policy.backend import SamplingParams
+from worldsmith.policy.http_backend import HTTPBackend, HTTPBackendConfig
 from worldsmith.rl.advantages import call_advantage, get_advantage
 from worldsmith.rl.config import RunConfig
 from worldsmith.rl.pool import EnvPool, PoolEntry
@@ -72,9 +73,14 @@ class RetireSection(Strict):
 class SynthSection(Strict):
     """The generator role, the admission funnel and how the pool evolves (spec §1.4-§1.7)."""
 
-    proposer: Literal["policy", "corpus"] = Field("policy", description=(
+    proposer: Literal["policy", "corpus", "remote"] = Field("policy", description=(
         "policy: the policy writes programs and is trained on their rewards; corpus: programs are "
-        "read from a folder (no generator loss), e.g. with a policy too small to write code."))
+        "read from a folder (no generator loss), e.g. with a policy too small to write code; remote: "
+        "a model behind an OpenAI-compatible server (synth.remote) writes them (no generator loss)."))
+    reviewer: Literal["policy", "remote"] = Field("policy", description=(
+        "Who runs the self-review when funnel.review.enabled: the policy (the spec) or synth.remote."))
+    remote: HTTPBackendConfig | None = Field(None, description=(
+        "The OpenAI-compatible server (vLLM, Ollama, ...) of proposer: remote or reviewer: remote."))
     corpus: str | None = Field(None, description="Folder of candidate .py files (None: the shipped corpus).")
     prompts_per_step: int = Field(2, ge=1, description="B_g, generator prompts per step. PROPOSED.")
     group_size: int = Field(4, ge=1, description="G_g, completions per generator prompt. PROPOSED (4).")
@@ -94,6 +100,15 @@ class SynthSection(Strict):
     funnel: FunnelConfig = Field(default_factory=lambda: FunnelConfig(review=ReviewConfig(enabled=True)),
                                  description="Gates, self-review, calibration, novelty and generator rewards.")
     retire: RetireSection = Field(default_factory=RetireSection)
+
+    @model_validator(mode="after")
+    def _remote_when_used(self) -> SynthSection:
+        uses = [what for what, on in (("proposer: remote", self.proposer == "remote"),
+                                      ("reviewer: remote", self.reviewer == "remote" and self.funnel.review.enabled))
+                if on]
+        if uses and self.remote is None:
+            raise ValueError(f"{uses[0]} needs synth.remote (base_url and model of the server)")
+        return self
 
 
 def _seed_pool() -> list[PoolEntry]:
@@ -248,15 +263,19 @@ class SynthTrainer(Trainer):
         self.archive = archive
         self.run = run
         f = cfg.synth.funnel
-        reviewer = self.backend if f.review.enabled else None
+        remote = HTTPBackend(cfg.synth.remote) if cfg.synth.remote is not None else None
+        reviewer = (remote if cfg.synth.reviewer == "remote" else self.backend) if f.review.enabled else None
         self.funnel = _Funnel(archive, self.backend, f, reviewer=reviewer)
         self.generator_advantage = get_advantage(cfg.synth.generator_advantage)
         self.proposal_index = 0
+        #: whether the generator's completions are the policy's own, so the generator role is trained
+        self.trains_generator = cfg.synth.proposer == "policy"
         self.proposer: PolicyProposer | CorpusProposer
-        if cfg.synth.proposer == "policy":
+        if cfg.synth.proposer in ("policy", "remote"):
             params = SamplingParams(cfg.synth.max_new_tokens, cfg.synth.temperature)
-            self.proposer = PolicyProposer(self.backend, seed_exemplars(), cfg.synth.exemplars, params,
-                                           seed=cfg.train.seed)
+            self.proposer = PolicyProposer(self.backend if self.trains_generator else remote, seed_exemplars(),
+                                           cfg.synth.exemplars, params, seed=cfg.train.seed,
+                                           name=cfg.synth.proposer)
         else:
             self.proposer = CorpusProposer(corpus_folder(cfg.synth.corpus))
             self.proposer.files = [p for p in self.proposer.files if p.name != "__init__.py"]
@@ -293,7 +312,7 @@ class SynthTrainer(Trainer):
         with open(self.funnel_path, "a", encoding="utf-8") as fh:
             for line in lines:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-        if rollouts is None:
+        if rollouts is None or not self.trains_generator:
             return None, lines
         return self._generator_batch(rollouts, lines, proposals), lines
 
