@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 OUT ?= runs/demo
 SEED ?= 0
 
-.PHONY: setup test test-slow demo lint bench clean
+.PHONY: setup test test-slow demo demo-synth lint bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test-slow: setup
 demo: setup
 	rm -rf $(OUT)
 	$(BIN)/worldsmith quickstart --out $(OUT) --seed $(SEED)
+
+demo-synth: setup
+	rm -rf runs/synth
+	$(BIN)/worldsmith synth configs/synth_corpus.yaml --out runs/synth
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -92,9 +92,10 @@ NEAR_DUPLICATE = (SEEDS["gcd_euclid"]
                   .replace("Compute gcd(", "Find gcd("))
 
 
-def funnel_for(tmp_path, references: dict[str, str], reviewer=None, review: bool = False) -> tuple[_Funnel, Archive]:
+def funnel_for(tmp_path, references: dict[str, str], reviewer=None, review: bool = False,
+               seeds: tuple[str, ...] = SEED_MODULES) -> tuple[_Funnel, Archive]:
     archive = Archive(tmp_path / "archive.sqlite")
-    cfg = FunnelConfig(gates=FAST, review=ReviewConfig(enabled=review),
+    cfg = FunnelConfig(gates=FAST, review=ReviewConfig(enabled=review), seeds_in_novelty=seeds,
                        calibration={"m": 8, "difficulty": 0.0})
     return _Funnel(archive, ReferenceSolverDouble(references), cfg, reviewer=reviewer), archive
 
@@ -109,16 +110,29 @@ def references_of(*sources: str) -> dict[str, str]:
 
 
 def test_a_near_duplicate_of_a_seed_is_rejected_by_the_novelty_gate(tmp_path):
-    funnel, archive = funnel_for(tmp_path, references_of(SEEDS["gcd_euclid"], NEAR_DUPLICATE))
+    funnel, archive = funnel_for(tmp_path, references_of(NEAR_DUPLICATE))
+    with archive:
+        line = funnel.judge(0, Proposal(NEAR_DUPLICATE, "test"))
+        assert line["calibration"]["admitted_band"]  # only novelty stands in its way
+        assert line["outcome"] == "rejected" and line["stage"] == "novelty"
+        assert line["novelty"]["nearest_id"] == "seed:gcd_euclid" and line["novelty"]["similarity"] >= 0.80
+        assert line["reason"].startswith("not novel") and line["reward"] == 0.0
+        assert archive.get(line["id"]).status == "rejected"
+
+
+def test_novelty_compares_admitted_programs_and_measures_the_batch(tmp_path):
+    archive = Archive(tmp_path / "archive.sqlite")
+    cfg = FunnelConfig(gates=FAST, seeds_in_novelty=(), calibration={"m": 8, "difficulty": 0.0})
+    funnel = _Funnel(archive, ReferenceSolverDouble(references_of(SEEDS["gcd_euclid"], NEAR_DUPLICATE)), cfg)
     with archive:
         first, second = funnel.judge_batch(0, [Proposal(SEEDS["gcd_euclid"], "test"), Proposal(NEAR_DUPLICATE, "test")])
-        assert first["outcome"] == "admitted"
+        assert first["outcome"] == "admitted"  # no seeds to compare with here
         assert first["reward"] == pytest.approx(difficulty_reward(0.5) + first["novelty"]["bonus"])
         assert second["outcome"] == "rejected" and second["stage"] == "novelty"
-        assert second["novelty"]["similarity"] >= 0.80 and second["reason"].startswith("not novel")
-        assert second["reward"] == 0.0 and archive.get(second["id"]).status == "rejected"
-        # the batch's repetitiveness s̄ was measured over both programs
-        assert second["novelty"]["batch_similarity"] >= 0.80
+        assert second["novelty"]["nearest_id"] == str(first["id"]) and second["novelty"]["similarity"] >= 0.80
+        # the batch's repetitiveness s̄ over both programs switches the bonus weight fully on
+        assert first["novelty"]["batch_similarity"] >= 0.80 and first["novelty"]["gamma"] == 5.0
+        assert first["novelty"]["bonus"] == pytest.approx(5.0 * first["novelty"]["score"] / 2)
 
 
 def test_self_review_gates_after_l5_and_is_never_rewarded(tmp_path):
@@ -134,7 +148,7 @@ def test_self_review_gates_after_l5_and_is_never_rewarded(tmp_path):
         assert reviewer.params[0].temperature == 0.6
         assert funnel.counts["passed_L5"] == 1 and funnel.counts["passed_review"] == 0
     all_accept = ScriptedReviewerDouble([ACCEPT])
-    funnel, archive = funnel_for(tmp_path / "b", references_of(source), reviewer=all_accept, review=True)
+    funnel, archive = funnel_for(tmp_path / "b", references_of(source), reviewer=all_accept, review=True, seeds=())
     with archive:
         line = funnel.judge(0, Proposal(source, "test"))
         assert line["outcome"] == "admitted" and line["review"]["passed"]

@@ -126,10 +126,18 @@ def cmd_funnel(args: argparse.Namespace) -> int:
         archive = Archive(db)
     except (ArchiveError, OSError) as exc:
         raise UsageError(f"synth funnel: --db {db}: {exc}") from None
+    from worldsmith.synth.loop import novelty_embedder
+    from worldsmith.synth.novelty import NoveltyConfig
+
+    try:
+        embedder = novelty_embedder(args.novelty)
+    except ValueError as exc:
+        raise UsageError(f"synth funnel: --novelty embedding: {str(exc).partition(': ')[2]}") from None
+    cfg = FunnelConfig(mode=isolation, limit=args.limit, novelty=NoveltyConfig(mode=args.novelty))
     with archive, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
-        summary = run_funnel(proposer, archive, backend, FunnelConfig(mode=isolation, limit=args.limit),
-                             args.out, progress=not args.no_progress)
+        summary = run_funnel(proposer, archive, backend, cfg, args.out, progress=not args.no_progress,
+                             embedder=embedder)
     counts = summary["counts"]
     if args.json:
         print(json.dumps(summary))
@@ -211,6 +219,8 @@ def _funnel_parser() -> argparse.ArgumentParser:
     f.add_argument("--limit", type=cli._positive_int, help="judge at most this many programs")
     f.add_argument("--mode", choices=("auto", "bwrap", "fallback"), default="auto",
                    help="sandbox isolation (auto: bwrap where it works, else fallback)")
+    f.add_argument("--novelty", choices=("auto", "embedding", "signature"), default="auto",
+                   help="novelty by MiniLM embeddings (auto: when the novelty extra is installed) or signatures")
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_funnel)

