@@ -172,17 +172,24 @@ class _PrefetchingSolver:
         return out
 
 
-def draw_funnel(counts: dict[str, int], path: str | Path, title: str = "admission funnel") -> Path:
-    """A bar chart of the stage counts, written as PNG with matplotlib's Agg canvas."""
+def draw_funnel(counts: dict[str, int], path: str | Path, title: str = "admission funnel",
+                skipped: Iterable[str] = ()) -> Path:
+    """A bar chart of the stage counts, written as PNG with matplotlib's Agg canvas; stages in
+    ``skipped`` (e.g. a review that was turned off) are hatched and labelled "(off)"."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    labels = [s.replace("_", " ") for s in STAGES]
+    skipped = set(skipped)
+    labels = [s.replace("_", " ") + (" (off)" if s in skipped else "") for s in STAGES]
     values = [int(counts.get(s, 0)) for s in STAGES]
     fig = Figure(figsize=(9, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     bars = ax.bar(range(len(values)), values, color=["#4c72b0"] * 6 + ["#8172b2", "#dd8452", "#55a868", "#c44e52"])
+    for bar, stage in zip(bars, STAGES):
+        if stage in skipped:
+            bar.set_hatch("//")
+            bar.set_alpha(0.35)
     for bar, v in zip(bars, values):
         ax.annotate(str(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                     fontsize=9)
@@ -443,7 +450,7 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
         "png": str(out / "funnel.png"),
         "config": cfg.model_dump(mode="json"),
     }
-    draw_funnel(funnel.counts, out / "funnel.png")
+    draw_funnel(funnel.counts, out / "funnel.png", skipped=() if funnel.reviewing else ("passed_review",))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary
 

