@@ -397,3 +397,20 @@ def test_a_remote_role_without_a_server_is_a_config_error():
     with pytest.raises(ConfigError, match="needs synth.remote"):
         build(SynthConfig, {"synth": {"reviewer": "remote"}})
     build(SynthConfig, {"synth": {"reviewer": "remote", "funnel": {"review": {"enabled": False}}}})
+
+
+def test_admitted_programs_can_start_at_the_difficulty_nearest_the_band(tmp_path):
+    cfg = config(admitted_difficulty="search",
+                 funnel={"review": {"enabled": False},
+                         "calibration": {"m": 8, "difficulty": 0.5, "max_new_tokens": 8,
+                                         "search_grid": [0.0, 0.5, 1.0], "search_band": [0.125, 0.5]}})
+    model, tokenizer = tiny()
+    with Archive(tmp_path / "a.sqlite") as archive:
+        trainer = SynthTrainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
+        trainer.proposer.files = [p for p in trainer.proposer.files if p.stem == GOOD]
+        trainer.funnel.backend = trainer.backend = ScriptedSolverDouble(references([GOOD], 8, 0.5))
+        _, lines = trainer.generator_role(0, PhaseTimer())
+    start = lines[0]["start_difficulty"]
+    assert lines[0]["outcome"] == "admitted"
+    assert start["pass_rates"] == {"0.0": 0.0, "0.5": 0.5, "1.0": 0.0} and start["difficulty"] == 0.5
+    assert trainer.pool.difficulties()[f"synth-{lines[0]['id']}"] == 0.5

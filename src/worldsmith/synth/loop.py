@@ -48,6 +48,7 @@ from worldsmith.rl.pool import EnvPool, PoolEntry
 from worldsmith.rl.trainer import Batch, PhaseTimer, Trainer, plain_sampling
 from worldsmith.runs import RunDir
 from worldsmith.synth.archive import Archive
+from worldsmith.synth.calibrate import find_difficulty
 from worldsmith.synth.funnel import STAGES, FunnelConfig, _Funnel, draw_funnel
 from worldsmith.synth.proposers import CorpusProposer, PolicyProposer, Proposal, seed_exemplars
 from worldsmith.synth.review import ReviewConfig
@@ -95,6 +96,10 @@ class SynthSection(Strict):
     seed_floor: float = Field(0.2, ge=0.0, le=1.0, description=(
         "At least this fraction of each solver batch comes from the seed environments. READ (0.2)."))
     max_admitted: int = Field(256, ge=1, description="Most admitted environments in the pool; the oldest retires.")
+    admitted_difficulty: Literal["calibration", "search"] = Field("calibration", description=(
+        "Starting difficulty of an admitted program: the calibration difficulty, or the difficulty of "
+        "funnel.calibration.search_grid whose solver pass rate is nearest funnel.calibration.search_band "
+        "(m solver answers per grid point)."))
     admitted_adaptive: bool = Field(True, description="Steer admitted environments' difficulty toward the band.")
     admitted_band: tuple[float, float] = Field((0.2, 0.6), description="Pass-rate band of admitted environments.")
     funnel: FunnelConfig = Field(default_factory=lambda: FunnelConfig(review=ReviewConfig(enabled=True)),
@@ -335,6 +340,15 @@ class SynthTrainer(Trainer):
                                          limits=self.synth.funnel.gates.limits(),
                                          score_batch=self.synth.funnel.gates.score_batch)
         difficulty = self.synth.funnel.calibration.difficulty
+        if self.synth.admitted_difficulty == "search" and line["outcome"] == "admitted":
+            try:
+                found = find_difficulty(sandboxed, self.backend, seed=self.synth.funnel.seed,
+                                        cfg=self.synth.funnel.calibration)
+                difficulty = found.difficulty
+                line["start_difficulty"] = {"difficulty": found.difficulty, "distance": found.distance,
+                                            "pass_rates": {str(d): c.accuracy for d, c in found.table.items()}}
+            except SandboxedEnvError as exc:
+                line["start_difficulty"] = {"difficulty": difficulty, "error": str(exc)[:300]}
         entry = PoolEntry(name=f"{ADMITTED_PREFIX}{cid}", difficulty=difficulty, adaptive=self.synth.admitted_adaptive,
                           band=self.synth.admitted_band)
         if len(self.pool.admitted) >= self.synth.max_admitted:
