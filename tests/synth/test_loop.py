@@ -414,3 +414,14 @@ def test_admitted_programs_can_start_at_the_difficulty_nearest_the_band(tmp_path
     assert lines[0]["outcome"] == "admitted"
     assert start["pass_rates"] == {"0.0": 0.0, "0.5": 0.5, "1.0": 0.0} and start["difficulty"] == 0.5
     assert trainer.pool.difficulties()[f"synth-{lines[0]['id']}"] == 0.5
+
+
+def test_a_generator_group_with_one_reward_adds_no_generator_loss(tmp_path):
+    model, tokenizer = tiny(positions=8192)
+    cfg = config(proposer="policy", exemplars=0, max_new_tokens=64)
+    with Archive(tmp_path / "a.sqlite") as archive:
+        trainer = SynthTrainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
+        trainer.proposer.backend = RecordedProgramsPolicyDouble(trainer.backend.model, tokenizer, [GARBAGE])
+        row = trainer.step(0)
+    assert row["synth/gen_reward/mean"] == -1.0 and row["generator/skipped"] == 1
+    assert not any(k.startswith("generator/loss/") for k in row)

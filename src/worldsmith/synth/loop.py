@@ -412,7 +412,11 @@ class SynthTrainer(Trainer):
         metrics["synth/seed_fraction"] = self.pool.last_seed_fraction
         roles = []
         if gen_batch is not None and self.synth.generator_scale > 0:
-            roles.append(("generator", gen_batch, self.synth.generator_scale, self.synth.microbatch_size))
+            if gen_batch.ref_logp is None and not bool(gen_batch.advantages.any()):
+                metrics["generator/skipped"] = 1  # every advantage is 0 (one reward per group): no gradient
+            else:
+                roles.append(("generator", gen_batch, self.synth.generator_scale, self.synth.microbatch_size))
+                metrics["generator/skipped"] = 0
         metrics.update(self.update(batch, step, timer, roles))
         metrics.update(self.upkeep(step))
         metrics.update(synth_metrics(lines, self.funnel.counts, self.pool, self.synth.funnel.calibration.m))
