@@ -32,7 +32,14 @@ from worldsmith.runs import RunDir
 from worldsmith.synth import corpus
 from worldsmith.synth.archive import Archive
 from worldsmith.synth.calibrate import difficulty_reward
-from worldsmith.synth.loop import AdmittedEnvironment, SynthConfig, SynthPool, SynthTrainer, truncate_jsonl
+from worldsmith.synth.loop import (
+    AdmittedEnvironment,
+    SynthConfig,
+    SynthPool,
+    SynthTrainer,
+    evaluate_programs,
+    truncate_jsonl,
+)
 from worldsmith.synth.sandboxed_env import SandboxedEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -300,7 +307,7 @@ def test_synth_command_runs_the_shipped_config_end_to_end(tmp_path):
                  "config.yaml"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["funnel"]["candidates"] == 8 and summary["steps"] == 2
+    assert summary["funnel"]["candidates"] == 8 and summary["steps"] == 2 and "eval_admitted" in summary
     rows = [json.loads(t) for t in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1] and all("synth/seed_fraction" in r for r in rows)
     again = _cli("synth", str(ROOT / "configs" / "synth_corpus.yaml"), "--out", str(out), cwd=tmp_path)
@@ -425,3 +432,33 @@ def test_a_generator_group_with_one_reward_adds_no_generator_loss(tmp_path):
         row = trainer.step(0)
     assert row["synth/gen_reward/mean"] == -1.0 and row["generator/skipped"] == 1
     assert not any(k.startswith("generator/loss/") for k in row)
+
+
+def test_held_out_evaluation_on_archived_programs_runs_in_the_sandbox(tmp_path):
+    broken = CORPUS[GOOD].replace("def generate(self, rng", "def generate(self, rng, *, must_fail")
+    with Archive(tmp_path / "a.sqlite") as archive:
+        good, bad = archive.add(CORPUS[GOOD], "test", name=GOOD), archive.add(broken, "test", name="broken")
+    model, tokenizer = tiny()
+    cfg = build(SynthConfig, {"eval": {"instances": 6, "samples": 2}, "sampling": {"max_new_tokens": 8},
+                              "synth": {"funnel": {"calibration": {"difficulty": 0.0}}}})
+    result = evaluate_programs(cfg, model, tokenizer, tmp_path / "a.sqlite", [good, bad])
+    assert set(result["per_program"]) == {f"synth-{good}"} and set(result["failed"]) == {f"synth-{bad}"}
+    assert result["per_program"][f"synth-{good}"]["name"] == GOOD
+    assert result["accuracy_sampled"] == 0.0 and result["instances_each"] == 6  # an untrained policy
+    # a solver that answers right is measured as right: the eval instances are the program's own
+    env = AdmittedEnvironment(SandboxedEnvironment(CORPUS[GOOD], GOOD), good)
+    seeds = [split_seed("eval", i) for i in range(6)]
+    refs = {i.prompt: i.reference for i in env.sample_many(seeds, 0.0)}
+
+    class AlwaysRight(ScriptedSolverDouble):
+        def generate(self, prompts, params):
+            out = super().generate(prompts, params)
+            out.texts = [f"<answer>{self.references[p]}</answer>" for p in prompts]
+            return out
+
+    from worldsmith.eval.runner import evaluate
+
+    summary = evaluate(AlwaysRight(refs), [(env.name, 0.0)], instances=6, samples=2, environments={env.name: env},
+                       progress=False)
+    assert summary["accuracy_greedy"] == 1.0 and summary["accuracy_sampled"] == 1.0
+    assert evaluate_programs(cfg, model, tokenizer, tmp_path / "a.sqlite", []) is None

@@ -5,7 +5,7 @@ Instances come from the eval split (``split_seed("eval", i)``), which no trainin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -25,22 +25,30 @@ def evaluate(
     greedy: bool = True,
     seed: int = 0,
     progress: bool = True,
+    environments: Mapping[str, object] | None = None,
 ) -> dict:
     """Evaluate on ``instances`` held-out instances of each (environment, difficulty).
 
-    Returns ``summarise(...)`` plus ``accuracy_greedy`` and ``accuracy_sampled`` (the overall greedy
-    accuracy and sampled pass@1) at the top level.
+    ``environments`` maps names to environment objects used instead of the registry (e.g.
+    sandboxed programs); those with ``sample_many`` / ``prefetch_grades`` are sampled and graded
+    in one call per batch. Returns ``summarise(...)`` plus ``accuracy_greedy`` and
+    ``accuracy_sampled`` (the overall greedy accuracy and sampled pass@1) at the top level.
     """
     records = []
     jobs = [(name, float(d)) for name, d in specs]
     bar = tqdm(jobs, desc="eval", disable=not progress, dynamic_ncols=True, leave=False)
     for name, difficulty in bar:
-        env = envs.get(name)
-        batch = [env.sample(envs.split_seed("eval", i), difficulty) for i in range(instances)]
+        env = environments[name] if environments is not None and name in environments else envs.get(name)
+        seeds = [envs.split_seed("eval", i) for i in range(instances)]
+        many = getattr(env, "sample_many", None)
+        batch = list(many(seeds, difficulty)) if many is not None else [env.sample(s, difficulty) for s in seeds]
         prompts = [inst.prompt for inst in batch]
+        prefetch = getattr(env, "prefetch_grades", None)
         greedy_ok: list[bool | None] = [None] * len(batch)
         if greedy:
             out = backend.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))
+            if prefetch is not None:
+                prefetch(batch, out.texts)
             greedy_ok = [env.grade(inst, text).passed for inst, text in zip(batch, out.texts)]
         passed: list[list[bool]] = [[] for _ in batch]
         answers: list[list[str | None]] = [[] for _ in batch]
@@ -48,6 +56,8 @@ def evaluate(
             params = SamplingParams(max_new_tokens, temperature=temperature,
                                     seed=stable_hash("eval", seed, name, difficulty) % 2**62)
             out = backend.generate([p for p in prompts for _ in range(samples)], params)
+            if prefetch is not None:
+                prefetch([batch[j // samples] for j in range(len(out.texts))], out.texts)
             for j, text in enumerate(out.texts):
                 i = j // samples
                 score = env.grade(batch[i], text)

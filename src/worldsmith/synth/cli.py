@@ -186,6 +186,12 @@ def cmd_synth_run(args: argparse.Namespace) -> int:
     after = summary["after"]
     print(f"held-out on the seed environments: greedy {after['accuracy_greedy']:.3f}, "
           f"sampled {after['accuracy_sampled']:.3f} ({after['problems']} instances)")
+    on = summary.get("eval_admitted") or {}
+    if on.get("after"):
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"held-out on the {len(on['programs'])} admitted programs (d={on['difficulty']:g}): sampled "
+              f"{fmt(on['before']['accuracy_sampled'])} before -> {fmt(on['after']['accuracy_sampled'])} after, greedy "
+              f"{fmt(on['before']['accuracy_greedy'])} -> {fmt(on['after']['accuracy_greedy'])}")
     print(f"run folder: {args.out}  (funnel.png, training.png, funnel.jsonl, metrics.jsonl, archive.sqlite)")
     return 0
 

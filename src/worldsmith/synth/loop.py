@@ -503,6 +503,12 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
         admitted = [{"id": c.id, "name": c.name, "accuracy": c.accuracy, "difficulty_reward": c.difficulty_reward,
                      "status": c.status} for c in archive.list() if c.status in ("admitted", "retired")]
     after = eval_policy(cfg, policy, tokenizer, progress)
+    programs = [c["id"] for c in admitted]
+    initial = load_policy(run.root / "policy_init")[0].to(next(policy.parameters()).device)
+    on_admitted = {"programs": programs,
+                   "difficulty": cfg.synth.funnel.calibration.difficulty,
+                   "before": evaluate_programs(cfg, initial, tokenizer, run.root / "archive.sqlite", programs, progress),
+                   "after": evaluate_programs(cfg, policy, tokenizer, run.root / "archive.sqlite", programs, progress)}
     rows = run.read_metrics()
     plot_training(rows, run.root / "training.png", title=f"worldsmith synth ({cfg.synth.proposer} proposer)")
     summary = {
@@ -516,9 +522,49 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
         "admitted_or_retired": admitted,
         "isolation": trainer.funnel.isolation,
         "eval_after": after,
+        "eval_admitted": on_admitted,
     }
     run.write_summary(summary)
     return summary
+
+
+def evaluate_programs(cfg: SynthConfig, policy, tokenizer, archive_path: str | Path, ids: Sequence[int],
+                      progress: bool = False) -> dict | None:
+    """Held-out accuracy (eval-split seeds, ``cfg.eval`` settings) of ``policy`` on archived
+    programs at the calibration difficulty, run in the sandbox: greedy and sampled accuracy over all
+    of them, and per program (``synth-<id>``). A program that no longer samples is skipped and
+    listed under ``failed``. None when ``ids`` is empty."""
+    from worldsmith.eval.runner import evaluate
+    from worldsmith.policy.hf_backend import HFBackend
+
+    if not ids:
+        return None
+    e, d = cfg.eval, cfg.synth.funnel.calibration.difficulty
+    backend = HFBackend(policy, tokenizer, batch_size=cfg.sampling.batch_size)
+    per, failed = {}, {}
+    with Archive(archive_path) as archive:
+        for cid in ids:
+            cand = archive.get(cid)
+            env = AdmittedEnvironment(SandboxedEnvironment(cand.source, cand.name or str(cid),
+                                                           mode=cfg.synth.funnel.mode,
+                                                           limits=cfg.synth.funnel.gates.limits()), cid)
+            try:
+                result = evaluate(backend, [(env.name, d)], instances=e.instances, samples=e.samples,
+                                  temperature=e.temperature, max_new_tokens=cfg.sampling.max_new_tokens,
+                                  greedy=e.greedy, seed=cfg.train.seed, progress=progress,
+                                  environments={env.name: env})
+            except SandboxedEnvError as exc:
+                failed[env.name] = str(exc)[:300]
+                continue
+            per[env.name] = {"name": cand.name, "accuracy_greedy": result["accuracy_greedy"],
+                             "accuracy_sampled": result["accuracy_sampled"]}
+
+    def mean(key: str) -> float | None:
+        values = [v[key] for v in per.values() if v[key] is not None]
+        return sum(values) / len(values) if values else None
+
+    return {"accuracy_greedy": mean("accuracy_greedy"), "accuracy_sampled": mean("accuracy_sampled"),
+            "instances_each": e.instances, "per_program": per, "failed": failed}
 
 
 def _check_context(cfg: SynthConfig, model, tokenizer) -> None:
@@ -630,4 +676,4 @@ def corpus_folder(folder: str | None) -> Path:
 
 
 __all__ = ["ADMITTED_PREFIX", "AdmittedEnvironment", "RetireSection", "SynthConfig", "SynthPool", "SynthSection",
-           "SynthTrainer", "corpus_folder", "novelty_embedder", "synth_metrics", "synth_run", "truncate_jsonl"]
+           "SynthTrainer", "corpus_folder", "evaluate_programs", "novelty_embedder", "synth_metrics", "synth_run", "truncate_jsonl"]
