@@ -52,7 +52,7 @@ def main() -> int:
                "seed_envs": {"treatment": treat["after"]["accuracy_sampled"],
                              "control": control["after"]["accuracy_sampled"]}}
         if on["programs"]:
-            policy, tokenizer = load_policy(base / f"control_{seed}" / "policy")
+            policy, tokenizer = load_policy(base / f"control_{seed}" / "policy", progress=False)
             ctrl = evaluate_programs(treat_cfg, policy, tokenizer, base / f"treatment_{seed}" / "archive.sqlite",
                                      on["programs"])
             for key in ("accuracy_sampled", "accuracy_greedy"):

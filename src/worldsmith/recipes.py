@@ -28,7 +28,7 @@ def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
     local HF model (``model.path``) or the tiny model, warm-started with SFT when ``sft.examples``."""
     saved = run.root / "policy_init"
     if saved.is_dir():
-        return load_policy(saved)
+        return load_policy(saved, progress=progress)
     if cfg.model.path:
         model, tokenizer = load_policy(cfg.model.path, lora=cfg.model.lora)
     else:

@@ -127,12 +127,27 @@ def load_policy(
     *,
     dtype: torch.dtype | str | None = None,
     device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer from a local folder (never from a hub).
 
     With ``lora``, the loaded model is wrapped in a fresh trainable LoRA adapter. A folder holding
     a saved adapter is loaded as base + adapter (trainable), and ``lora`` is then not applied again.
+    ``progress=False`` hides transformers' weight-loading bar.
     """
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        return _load_policy(path, lora, dtype, device)
+    finally:
+        if shown and not progress:
+            hf_logging.enable_progress_bar()
+
+
+def _load_policy(path, lora, dtype, device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"policy folder {str(path)!r} does not exist")

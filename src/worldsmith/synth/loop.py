@@ -485,7 +485,7 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
     started = time.perf_counter()
     model, tokenizer = build_policy(cfg, run, progress)
     _check_context(cfg, model, tokenizer)
-    ref = load_policy(run.root / "policy_init")[0] if cfg.train.loss_cfg.kl_coef > 0 else None
+    ref = load_policy(run.root / "policy_init", progress=progress)[0] if cfg.train.loss_cfg.kl_coef > 0 else None
     with Archive(run.root / "archive.sqlite") as archive:
         trainer = SynthTrainer(cfg, model, tokenizer, archive, run, ref_model=ref)
         resumed_from = trainer.step_index if resume and trainer.resume(run) else None
@@ -504,7 +504,7 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
                      "status": c.status} for c in archive.list() if c.status in ("admitted", "retired")]
     after = eval_policy(cfg, policy, tokenizer, progress)
     programs = [c["id"] for c in admitted]
-    initial = load_policy(run.root / "policy_init")[0].to(next(policy.parameters()).device)
+    initial = load_policy(run.root / "policy_init", progress=progress)[0].to(next(policy.parameters()).device)
     on_admitted = {"programs": programs,
                    "difficulty": cfg.synth.funnel.calibration.difficulty,
                    "before": evaluate_programs(cfg, initial, tokenizer, run.root / "archive.sqlite", programs, progress),
