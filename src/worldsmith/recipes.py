@@ -62,9 +62,9 @@ def headline(summary: dict) -> dict:
             f"pass@{summary['k']}": o["pass@k"], f"maj@{summary['k']}": o["maj@k"], "problems": o["problems"]}
 
 
-def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, progress: bool = True,
-              evaluate_before: bool = False) -> dict:
-    """Build (or resume) a run, train it, evaluate on held-out seeds, write summary and plot."""
+def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
+    """Seed torch, set its threads, and open the run folder (refusing one that holds a run unless
+    resuming); writes the resolved config."""
     torch.manual_seed(cfg.train.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -72,6 +72,13 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
     if not resume and (run.metrics_path.exists() or run.latest_checkpoint()):
         raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or choose another --out")
     dump(cfg, run.root / "config.yaml")
+    return run
+
+
+def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, progress: bool = True,
+              evaluate_before: bool = False) -> dict:
+    """Build (or resume) a run, train it, evaluate on held-out seeds, write summary and plot."""
+    run = open_run(cfg, out, resume)
     started = time.perf_counter()
     model, tokenizer = build_policy(cfg, run, progress)
     before = None

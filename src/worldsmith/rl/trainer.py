@@ -515,13 +515,27 @@ class Trainer:
     def step(self, step: int) -> dict:
         timer = PhaseTimer()
         started = time.perf_counter()
+        self.before_collect(step, timer)
         batch, metrics = self.collect(step, timer)
-        metrics.update(self.update(batch, step, timer))
+        metrics.update(self.update(batch, step, timer, self.extra_roles(step, metrics)))
+        metrics.update(self.after_update(step))
         metrics.update(self._pending_metrics)
         self._pending_metrics = {}
         metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
         metrics["time/step"] = time.perf_counter() - started
         return {"step": step, **metrics}
+
+    # hooks for trainers that add work to a step (EvoEnv's generator role, synth/loop.py)
+    def before_collect(self, step: int, timer: PhaseTimer) -> None:
+        """Runs before the step's rollout batch is sampled."""
+
+    def extra_roles(self, step: int, metrics: dict) -> list[tuple[str, Batch, float, int]]:
+        """Other rollout batches to add to this step's update (see ``update``'s ``roles``)."""
+        return []
+
+    def after_update(self, step: int) -> dict:
+        """Runs after the update; returns metrics for the step's row."""
+        return {}
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:

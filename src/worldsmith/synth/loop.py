@@ -401,30 +401,29 @@ class SynthTrainer(Trainer):
                 retired += 1
         return {"synth/retired": retired, "synth/quarantined": quarantined}
 
-    # --- one step ------------------------------------------------------------------------------------
-    def step(self, step: int) -> dict:
-        timer = PhaseTimer()
-        started = time.perf_counter()
-        gen_batch, lines = None, []
+    # --- one step: the trainer's hooks -------------------------------------------------------------
+    def before_collect(self, step: int, timer: PhaseTimer) -> None:
+        """The generator role, before the solver batch (so new admissions are already in the pool)."""
+        self._generated: tuple[Batch | None, list[dict]] = (None, [])
         if step % self.synth.every == 0:
-            gen_batch, lines = self.generator_role(step, timer)
-        batch, metrics = self.collect(step, timer)
+            self._generated = self.generator_role(step, timer)
+
+    def extra_roles(self, step: int, metrics: dict) -> list[tuple[str, Batch, float, int]]:
         metrics["synth/seed_fraction"] = self.pool.last_seed_fraction
-        roles = []
-        if gen_batch is not None and self.synth.generator_scale > 0:
-            if gen_batch.ref_logp is None and not bool(gen_batch.advantages.any()):
-                metrics["generator/skipped"] = 1  # every advantage is 0 (one reward per group): no gradient
-            else:
-                roles.append(("generator", gen_batch, self.synth.generator_scale, self.synth.microbatch_size))
-                metrics["generator/skipped"] = 0
-        metrics.update(self.update(batch, step, timer, roles))
-        metrics.update(self.upkeep(step))
-        metrics.update(synth_metrics(lines, self.funnel.counts, self.pool, self.synth.funnel.calibration.m))
-        metrics.update(self._pending_metrics)
-        self._pending_metrics = {}
-        metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
-        metrics["time/step"] = time.perf_counter() - started
-        return {"step": step, **metrics}
+        gen_batch = self._generated[0]
+        if gen_batch is None or self.synth.generator_scale <= 0:
+            return []
+        if gen_batch.ref_logp is None and not bool(gen_batch.advantages.any()):
+            metrics["generator/skipped"] = 1  # every advantage is 0 (one reward per group): no gradient
+            return []
+        metrics["generator/skipped"] = 0
+        return [("generator", gen_batch, self.synth.generator_scale, self.synth.microbatch_size)]
+
+    def after_update(self, step: int) -> dict:
+        metrics = self.upkeep(step)
+        metrics.update(synth_metrics(self._generated[1], self.funnel.counts, self.pool,
+                                     self.synth.funnel.calibration.m))
+        return metrics
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -468,20 +467,13 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
     """Build (or resume) an EvoEnv run in ``out``: warm-start the policy (``sft``, on the seed
     environments), train with the generator and solver roles, evaluate on held-out seeds of the
     seed environments, and write the funnel plot, training plot and summary."""
-    from worldsmith.configuration import dump
     from worldsmith.policy.model import load_policy, save_policy
-    from worldsmith.recipes import build_policy, eval_policy, headline
+    from worldsmith.recipes import build_policy, eval_policy, headline, open_run
     from worldsmith.report.plots import plot_training
 
-    torch.manual_seed(cfg.train.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    run = RunDir(out)
-    if not resume and (run.metrics_path.exists() or run.latest_checkpoint()):
-        raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or choose another --out")
+    run = open_run(cfg, out, resume)
     if resume and not run.latest_checkpoint() and (run.root / "funnel.jsonl").exists():
         (run.root / "funnel.jsonl").unlink()  # crashed before the first checkpoint: start over
-    dump(cfg, run.root / "config.yaml")
     started = time.perf_counter()
     model, tokenizer = build_policy(cfg, run, progress)
     _check_context(cfg, model, tokenizer)
