@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
+from local_server import LocalServerDouble, QuietHandler
 
 from worldsmith.policy.backend import GenerationBackend, SamplingParams, merge_rollouts
 from worldsmith.policy.http_backend import (
@@ -33,24 +32,11 @@ FIXTURE = Path(__file__).resolve().parents[1] / "synth" / "fixtures" / "recorded
 PARAMS = SamplingParams(max_new_tokens=256, temperature=0.7, top_k=20, seed=11)
 
 
-class _ReplayHandler(BaseHTTPRequestHandler):
+class _ReplayHandler(QuietHandler):
     server: ReplayServerDouble
 
-    def log_message(self, format, *args):  # noqa: A002  keep the test output quiet
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json", headers=None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_POST(self):  # noqa: N802  (the http.server naming)
-        length = int(self.headers.get("Content-Length", "0"))
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self.read_json()
         srv = self.server
         with srv.lock:
             srv.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
@@ -58,57 +44,41 @@ class _ReplayHandler(BaseHTTPRequestHandler):
             hits = srv.hits[self.path]
         prefix, _, endpoint = self.path.partition("/v1/")
         if prefix not in ("", "/flaky", "/busy", "/badjson", "/slow", "/auth"):
-            return self._send(404, b'{"error": {"message": "not found"}}')
+            return self.send(404, b'{"error": {"message": "not found"}}')
         if prefix == "/flaky" and hits <= 2:
-            return self._send(503, b'{"error": {"message": "model is loading"}}')
+            return self.send(503, b'{"error": {"message": "model is loading"}}')
         if prefix == "/busy":
-            return self._send(429, b'{"error": {"message": "rate limited"}}', headers={"Retry-After": "0.01"})
+            return self.send(429, b'{"error": {"message": "rate limited"}}', headers={"Retry-After": "0.01"})
         if prefix == "/badjson":
-            return self._send(200, b"<html><body>502 Bad Gateway (proxy)</body></html>", "text/html")
+            return self.send(200, b"<html><body>502 Bad Gateway (proxy)</body></html>", "text/html")
         if prefix == "/slow":
             time.sleep(srv.slow_s)
         if prefix == "/auth":
             echo = json.dumps({"error": {"message": f"invalid key in header {self.headers.get('Authorization')}"}})
-            return self._send(401, echo.encode())
+            return self.send(401, echo.encode())
         records = {"completions": srv.records["completions"], "chat/completions": srv.records["chat"]}.get(endpoint)
         if records is None:
-            return self._send(404, b'{"error": {"message": "not found"}}')
+            return self.send(404, b'{"error": {"message": "not found"}}')
         text = body.get("prompt") if endpoint == "completions" else body["messages"][-1]["content"]
         record = next((r for r in records if r["match"] and r["match"] in text), records[0])
-        self._send(200, json.dumps(record["reply"]).encode())
+        self.send(200, json.dumps(record["reply"]).encode())
 
 
-class ReplayServerDouble(ThreadingHTTPServer):
+class ReplayServerDouble(LocalServerDouble):
     """A stand-in for an OpenAI-compatible generation server (see the module doc)."""
 
-    daemon_threads = True
-
     def __init__(self, slow_s: float = 1.0) -> None:
-        super().__init__(("127.0.0.1", 0), _ReplayHandler)
+        super().__init__(_ReplayHandler)
         self.records = json.loads(FIXTURE.read_text())
         self.requests: list[dict] = []
         self.hits: dict[str, int] = {}
-        self.lock = threading.Lock()
         self.slow_s = slow_s
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def handle_error(self, request, client_address) -> None:
         pass  # a client that timed out closes its socket first; that is the point of /slow
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
     def record(self, name: str) -> dict:
         return next(r for rs in (self.records["completions"], self.records["chat"]) for r in rs if r["name"] == name)
-
-    def __enter__(self) -> ReplayServerDouble:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 @pytest.fixture

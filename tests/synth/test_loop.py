@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from local_server import LocalServerDouble, QuietHandler
 
 from worldsmith.configuration import build
 from worldsmith.envs.contract import split_seed
@@ -329,50 +330,33 @@ def test_synth_command_reports_user_mistakes_in_one_line(tmp_path, args, message
 
 
 # --- a remote proposer and reviewer -----------------------------------------------------------------------
-class RemoteModelServerDouble:
+class _ProgramsHandler(QuietHandler):
+    server: RemoteModelServerDouble
+
+    def do_POST(self):  # noqa: N802
+        body = self.read_json()
+        srv = self.server
+        with srv.lock:
+            srv.bodies.append(body)
+            generator = [b for b in srv.bodies if "VERDICT" not in b["prompt"]]
+            text = (srv.review if "VERDICT" in body["prompt"]
+                    else srv.programs[(len(generator) - 1) % len(srv.programs)])
+        self.send(200, {"choices": [{"index": 0, "text": text, "finish_reason": "stop"}]})
+
+
+class RemoteModelServerDouble(LocalServerDouble):
     """A real local OpenAI-compatible HTTP server (a test double of a vLLM/Ollama server): it
     answers generator prompts with the recorded ``programs`` in turn and review prompts with
     ``review``; it records every request body."""
 
     def __init__(self, programs: list[str], review: str) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        double = self
-        self.programs, self.review, self.bodies, self.lock = programs, review, [], threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with double.lock:
-                    double.bodies.append(body)
-                    generator = [b for b in double.bodies if "VERDICT" not in b["prompt"]]
-                    text = (double.review if "VERDICT" in body["prompt"]
-                            else double.programs[(len(generator) - 1) % len(double.programs)])
-                data = json.dumps({"choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(_ProgramsHandler)
+        self.programs, self.review, self.bodies = programs, review, []
 
 
 def test_a_remote_model_proposes_and_reviews_and_the_solver_alone_is_trained(tmp_path):
-    server = RemoteModelServerDouble([f"```python\n{CORPUS[GOOD]}```", f"```python\n{CORPUS[L5_BUG]}```", GARBAGE],
-                                     "DATA_FLOW: OK\nINSTANCE_TRACE: OK\nALGORITHM: OK\nSCORER: OK\nVERDICT: ACCEPT")
-    try:
+    with RemoteModelServerDouble([f"```python\n{CORPUS[GOOD]}```", f"```python\n{CORPUS[L5_BUG]}```", GARBAGE],
+                                 "DATA_FLOW: OK\nINSTANCE_TRACE: OK\nALGORITHM: OK\nSCORER: OK\nVERDICT: ACCEPT") as server:
         remote = {"base_url": server.url, "model": "recorded", "max_workers": 1, "logprobs": False}
         cfg = config(proposer="remote", reviewer="remote", remote=remote, prompts_per_step=1, group_size=3,
                      funnel={"review": {"enabled": True},
@@ -392,8 +376,6 @@ def test_a_remote_model_proposes_and_reviews_and_the_solver_alone_is_trained(tmp
         assert len(generator) == 3 and all(b["model"] == "recorded" for b in server.bodies)
         assert "Write one NEW environment" in generator[0]["prompt"]
         assert len(reviews) == 3 and all(b["temperature"] == 0.6 for b in reviews)  # only the program past L5
-    finally:
-        server.close()
 
 
 def test_a_remote_role_without_a_server_is_a_config_error():

@@ -9,12 +9,11 @@ prompt and handing out that program's replies in order, one per request.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
 import pytest
+from local_server import LocalServerDouble, QuietHandler
 from pydantic import ValidationError
 
 from worldsmith.synth.review import (
@@ -147,59 +146,32 @@ def test_prompt_holds_program_checklist_format_and_trace():
 
 
 # --- the gate over a real HTTP server -----------------------------------------------------------------
-class _ReviewHandler(BaseHTTPRequestHandler):
+class _ReviewHandler(QuietHandler):
     server: RecordedReviewServerDouble
 
-    def log_message(self, format, *args):  # noqa: A002  keep the test output quiet
-        pass
-
     def do_POST(self):  # noqa: N802  (the http.server naming)
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        body = self.read_json()
         srv = self.server
         if self.path != "/v1/completions":
-            return self._send(404, {"error": {"message": "not found"}})
+            return self.send(404, {"error": {"message": "not found"}})
         program = next((p for p in srv.records["programs"] if p["match"] in body.get("prompt", "")), None)
         if program is None:
-            return self._send(400, {"error": {"message": "no recorded review for this prompt"}})
+            return self.send(400, {"error": {"message": "no recorded review for this prompt"}})
         with srv.lock:
             srv.requests.append(body)
             count = srv.counts.get(program["name"], 0)
             srv.counts[program["name"]] = count + 1
-        self._send(200, program["replies"][count % len(program["replies"])])
-
-    def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send(200, program["replies"][count % len(program["replies"])])
 
 
-class RecordedReviewServerDouble(ThreadingHTTPServer):
+class RecordedReviewServerDouble(LocalServerDouble):
     """A test double of a remote LLM serving review completions (see the module doc)."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReviewHandler)
+        super().__init__(_ReviewHandler)
         self.records = RECORDS
         self.requests: list[dict] = []
         self.counts: dict[str, int] = {}
-        self.lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> RecordedReviewServerDouble:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 @pytest.fixture

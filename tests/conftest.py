@@ -1,0 +1,1 @@
+"""Shared test setup: this folder is importable, so tests can use ``local_server``."""
