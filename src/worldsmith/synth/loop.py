@@ -50,7 +50,7 @@ from worldsmith.runs import RunDir
 from worldsmith.synth.archive import Archive
 from worldsmith.synth.calibrate import find_difficulty
 from worldsmith.synth.funnel import STAGES, FunnelConfig, _Funnel, draw_funnel
-from worldsmith.synth.proposers import CorpusProposer, PolicyProposer, Proposal, seed_exemplars
+from worldsmith.synth.proposers import CorpusProposer, PolicyProposer, seed_exemplars
 from worldsmith.synth.review import ReviewConfig
 from worldsmith.synth.sandboxed_env import SandboxedEnvError, SandboxedEnvironment
 
@@ -319,7 +319,7 @@ class SynthTrainer(Trainer):
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         if rollouts is None or not self.trains_generator:
             return None, lines
-        return self._generator_batch(rollouts, lines, proposals), lines
+        return self._generator_batch(rollouts, lines), lines
 
     def _admit(self, line: dict, step: int) -> None:
         """Put an admitted program into the pool (and one archived as admitted by a run that
@@ -335,14 +335,11 @@ class SynthTrainer(Trainer):
             line["readmitted"] = True
         elif line["outcome"] != "admitted":
             return
-        cand = self.archive.get(cid)
-        sandboxed = SandboxedEnvironment(cand.source, cand.name or str(cid), mode=self.funnel.isolation,
-                                         limits=self.synth.funnel.gates.limits(),
-                                         score_batch=self.synth.funnel.gates.score_batch)
+        admitted = self._rebuild(cid)
         difficulty = self.synth.funnel.calibration.difficulty
         if self.synth.admitted_difficulty == "search" and line["outcome"] == "admitted":
             try:
-                found = find_difficulty(sandboxed, self.backend, seed=self.synth.funnel.seed,
+                found = find_difficulty(admitted.inner, self.backend, seed=self.synth.funnel.seed,
                                         cfg=self.synth.funnel.calibration)
                 difficulty = found.difficulty
                 line["start_difficulty"] = {"difficulty": found.difficulty, "distance": found.distance,
@@ -354,17 +351,16 @@ class SynthTrainer(Trainer):
         if len(self.pool.admitted) >= self.synth.max_admitted:
             oldest = min(self.pool.admitted, key=lambda n: (self.pool.admitted[n]["since"], self.pool.admitted[n]["id"]))
             self._retire(oldest, f"pool full ({self.synth.max_admitted} admitted); oldest retired")
-        self.pool.add_admitted(AdmittedEnvironment(sandboxed, cid), entry, step)
+        self.pool.add_admitted(admitted, entry, step)
 
-    def _generator_batch(self, rollouts, lines: list[dict], proposals: list[Proposal]) -> Batch:
+    def _generator_batch(self, rollouts, lines: list[dict]) -> Batch:
         s, device = self.synth, self.acc.device
         rewards = torch.tensor([float(line["reward"]) for line in lines], dtype=torch.float32, device=device)
         group_ids = torch.arange(s.prompts_per_step, device=device).repeat_interleave(s.group_size)
         mask = rollouts.completion_mask
-        params = self.proposer.params
-        if plain_sampling(params):
-            old_logp = rollouts.behaviour_logp
-        else:
+        if plain_sampling(self.proposer.params) and self._logp_temperature() == 1.0:
+            old_logp = rollouts.behaviour_logp  # drawn from the very distribution the loss scores
+        else:  # the update scores tokens at the solver's temperature: recompute there
             old_logp = self._logprobs(self.acc.unwrap_model(self.model), rollouts)
         ref_logp = self._logprobs(self.ref_model, rollouts) if self.ref_model is not None else None
         advantages = call_advantage(self.generator_advantage, rewards, mask, group_ids,
