@@ -537,6 +537,11 @@ class Trainer:
         """Runs after the update; returns metrics for the step's row."""
         return {}
 
+    def postfix(self, row: dict) -> dict:
+        """What the progress bar shows after a step."""
+        return {"reward": f"{row['reward/mean']:.3f}", "acc": f"{row['accuracy/train']:.2f}",
+                "H": f"{row['entropy']:.2f}", "s": f"{row['time/step']:.2f}"}
+
     # --- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
@@ -610,8 +615,7 @@ class Trainer:
                 run.log(row)
             rows.append(row)
             bar.update(1)
-            bar.set_postfix(reward=f"{row['reward/mean']:.3f}", acc=f"{row['accuracy/train']:.2f}",
-                            H=f"{row['entropy']:.2f}", s=f"{row['time/step']:.2f}")
+            bar.set_postfix(self.postfix(row))
             every = t.checkpoint_every
             if main and ((every and self.step_index % every == 0) or self.step_index == t.steps):
                 self.save_checkpoint(run)

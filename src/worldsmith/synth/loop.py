@@ -415,6 +415,10 @@ class SynthTrainer(Trainer):
         metrics["generator/skipped"] = 0
         return [("generator", gen_batch, self.synth.generator_scale, self.synth.microbatch_size)]
 
+    def postfix(self, row: dict) -> dict:
+        return {**super().postfix(row), "admitted": self.funnel.counts["admitted"],
+                "pool": row.get("synth/pool_size")}
+
     def after_update(self, step: int) -> dict:
         metrics = self.upkeep(step)
         metrics.update(synth_metrics(self._generated[1], self.funnel.counts, self.pool,
