@@ -199,7 +199,7 @@ def cmd_synth_run(args: argparse.Namespace) -> int:
 SYNTH_USAGE = """\
 worldsmith synth CONFIG [key=value ...] --out DIR [--resume] [--no-progress]
     the EvoEnv loop: generator and solver roles in one policy (configs/synth_corpus.yaml)
-worldsmith synth funnel --out DIR [--corpus DIR] [--solver MODEL_DIR] [--limit N] [--mode M] [--json]
+worldsmith synth funnel --out DIR [--corpus DIR] [--solver MODEL_DIR] [--limit N] [--mode M] [--novelty N] [--json]
     gates, calibration and novelty over a folder of candidate programs, without training"""
 
 
