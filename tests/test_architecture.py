@@ -47,3 +47,16 @@ def test_no_eval_or_exec_outside_the_sandbox():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in {"eval", "exec", "compile"}, f"{path.relative_to(SRC)}:{node.lineno}"
+
+
+def test_the_contract_a_sandboxed_program_imports_stays_small():
+    """Every sandboxed run imports the contract in a fresh interpreter: keep it to what it needs."""
+    code = ("import sys; before = set(sys.modules); import worldsmith.envs.contract, worldsmith.envs.answers; "
+            "print(' '.join(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(SRC.parent)!r}); {code}"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert "worldsmith.envs.contract" in loaded
+    unwanted = {"typing", "fractions", "decimal", "difflib", "torch", "numpy", "pydantic", "worldsmith.envs.seeds"}
+    assert not loaded & unwanted, sorted(loaded & unwanted)

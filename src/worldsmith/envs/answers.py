@@ -18,7 +18,9 @@ Rules (each one closes a reward hack seen in the wild):
 
 from __future__ import annotations
 
-from fractions import Fraction
+TYPE_CHECKING = False  # typing and fractions stay out of the import: sandboxed programs import this in every run
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 MAX_RESPONSE_CHARS = 200_000
 MAX_ANSWER_CHARS = 2_000
@@ -119,6 +121,8 @@ def parse_int(text: str) -> int | None:
 
 def parse_fraction(text: str) -> Fraction | None:
     """An integer or ``p/q`` with integer p and positive integer q (not necessarily reduced)."""
+    from fractions import Fraction
+
     s = text.strip()
     if s.count("/") > 1:
         return None

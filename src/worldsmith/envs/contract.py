@@ -15,9 +15,12 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
 
 from worldsmith.envs import answers
+
+TYPE_CHECKING = False  # typing stays out of the import: sandboxed programs import this in every run
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 #: Splits the framework knows; their seeds are disjoint by construction (see ``split_seed``).
 SPLITS: dict[str, int] = {"train": 0, "eval": 1}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
-from typing import TypeVar
 
 from worldsmith.envs.contract import Environment
 
-E = TypeVar("E", bound=type[Environment])
+TYPE_CHECKING = False  # typing stays out of the import: sandboxed programs import the contract in every run
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+if TYPE_CHECKING:
+    E = TypeVar("E", bound=type[Environment])
 
 _REGISTRY: dict[str, type[Environment]] = {}
 #: Prefix resolvers for families of environments named ``prefix:rest`` (e.g. ``rg:gcd``).
@@ -64,6 +67,8 @@ def get(name: str) -> Environment:
     if sep and prefix in _FAMILIES:
         return _FAMILIES[prefix](rest)
     close = [n for n in sorted(_REGISTRY) if name and name in n]
+    import difflib
+
     close += [n for n in difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5) if n not in close]
     close = close[:3]
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_REGISTRY))}"
