@@ -36,6 +36,8 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 bench: setup
+	@# the peers the benchmarks compare with (TRL, reasoning-gym): the package's bench extra
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/env_throughput.py
 
 clean:

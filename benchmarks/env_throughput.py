@@ -32,6 +32,8 @@ import statistics
 import sys
 import time
 
+from extras import require
+
 from worldsmith import envs
 from worldsmith.envs.contract import split_seed
 
@@ -205,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run: 3 repeats of 0.1 s windows")
     parser.add_argument("--envs", default="", help="comma-separated environment names (default: all)")
     args = parser.parse_args(argv)
+    require("reasoning_gym")
     repeats, window_s, pool = (3, 0.1, 32) if args.quick else (7, 0.5, 256)
     names = envs.names()
     if args.envs:

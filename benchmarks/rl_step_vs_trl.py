@@ -33,6 +33,7 @@ import time
 import warnings
 
 import torch
+from extras import require
 
 from worldsmith import envs
 from worldsmith.configuration import build
@@ -448,6 +449,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    require("trl", "datasets")
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
