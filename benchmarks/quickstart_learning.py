@@ -48,15 +48,15 @@ def main() -> None:
         b, a = summary["before"], summary["after"]
         results.append({
             "seed": seed,
-            "before": {"greedy": b["accuracy_greedy"], "sampled": b["accuracy_sampled"]},
-            "after": {"greedy": a["accuracy_greedy"], "sampled": a["accuracy_sampled"]},
+            "before": {"greedy": b["accuracy_greedy"], "sampled": b["accuracy_sampled"], "pass@4": b["pass@4"]},
+            "after": {"greedy": a["accuracy_greedy"], "sampled": a["accuracy_sampled"], "pass@4": a["pass@4"]},
             "sampled_gain": a["accuracy_sampled"] - b["accuracy_sampled"],
             "greedy_change": a["accuracy_greedy"] - b["accuracy_greedy"],
             "seconds": round(time.perf_counter() - started, 1),
         })
         print(json.dumps(results[-1]), file=sys.stderr)
     stats = {}
-    for metric in ("greedy", "sampled"):
+    for metric in ("greedy", "sampled", "pass@4"):
         before = [r["before"][metric] for r in results]
         after = [r["after"][metric] for r in results]
         stats[metric] = {"before": mean_interval(before).to_json(), "after": mean_interval(after).to_json(),
