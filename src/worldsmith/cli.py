@@ -312,6 +312,21 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_COMMANDS: list = []
 
 
+def add_isolation_flag(parser: argparse.ArgumentParser) -> None:
+    """``--unsafe-no-isolation`` for a command that runs untrusted code (see docs/sandbox.md)."""
+    parser.add_argument("--unsafe-no-isolation", action="store_true",
+                        help="where bubblewrap cannot run, run untrusted programs with rlimits only "
+                             "(accident protection, NOT a security boundary) instead of refusing")
+
+
+def apply_isolation_flag(args: argparse.Namespace) -> None:
+    """Record the user's opt-in to unisolated runs for this process (``sandbox.allow_unisolated``)."""
+    if getattr(args, "unsafe_no_isolation", False):
+        from worldsmith.sandbox import allow_unisolated
+
+        allow_unisolated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:

@@ -1,5 +1,5 @@
 """`audit env`: every deliberately weak scorer is flagged by the strategy that targets it; every
-built-in environment comes out clean; files are audited only in a child process."""
+built-in environment comes out clean. Files (audited in the sandbox): tests/audit/test_audit_files.py."""
 
 import json
 import os
@@ -12,14 +12,10 @@ import pytest
 from worldsmith import Environment, envs
 from worldsmith.audit import redteam
 from worldsmith.audit.redteam import (
-    CHILD_PROCESS,
     STRATEGIES,
-    AuditFileError,
     AuditReport,
-    AuditTimeout,
     RedTeamConfig,
     audit_env,
-    audit_file,
     format_report,
 )
 from worldsmith.envs.answers import parse_int
@@ -365,94 +361,6 @@ def test_report_round_trips_through_json():
     assert again.flagged and format_report(again).splitlines()[2:] == format_report(report).splitlines()[2:]
 
 
-# --- files: only in a child process -------------------------------------------------------------------
-
-WEAK_FILE = '''
-import os
-from worldsmith import Environment
-from worldsmith.envs.contract import prompt_of
-
-if "WORLDSMITH_PLANTED_SECRET" in os.environ:
-    raise RuntimeError("the parent's environment leaked into the child")
-print("noise on stdout that must not be mistaken for the result")
-
-class FileSubstring(Environment):
-    name = "file_substring"
-    description = "Add two integers; substring scorer."
-    def generate(self, rng, difficulty):
-        return {"a": rng.randint(10, 999), "b": rng.randint(10, 999)}
-    def solve(self, instance):
-        return str(instance["a"] + instance["b"])
-    def render(self, instance):
-        return prompt_of(f"Add {instance['a']} and {instance['b']}.", "the integer")
-    def score(self, instance, answer):
-        return float(self.solve(instance) in answer)
-'''
-
-
-def test_a_weak_file_is_flagged_from_a_child_process(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORLDSMITH_PLANTED_SECRET", "hunter2")
-    path = tmp_path / "weak_env.py"
-    path.write_text(WEAK_FILE)
-    reports = audit_file(path, SMALL, timeout_s=60)
-    assert [r.env for r in reports] == ["file_substring"]
-    assert reports[0].flagged and reports[0].isolation == CHILD_PROCESS
-    assert "NOT a security boundary" in format_report(reports[0])
-
-
-def test_a_file_is_never_imported_in_the_calling_process(tmp_path):
-    path = tmp_path / "weak_env.py"
-    path.write_text(WEAK_FILE)
-    audit_file(path, SMALL, timeout_s=60)
-    assert not any("weak_env" in name for name in sys.modules)
-
-
-def test_a_hanging_file_is_killed_with_its_children(tmp_path):
-    pid_file = tmp_path / "grandchild.pid"
-    path = tmp_path / "hang.py"
-    path.write_text("import subprocess, time\n"
-                    f"p = subprocess.Popen(['sleep', '120'])\nopen({str(pid_file)!r}, 'w').write(str(p.pid))\n"
-                    "time.sleep(120)\n")
-    with pytest.raises(AuditTimeout, match="ran past"):
-        audit_file(path, SMALL, timeout_s=3)
-    pid = int(pid_file.read_text())
-    for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        import time
-
-        time.sleep(0.1)
-    else:
-        pytest.fail("the grandchild survived the timeout")
-
-
-def test_the_child_runs_under_hard_limits(tmp_path):
-    path = tmp_path / "limits.py"
-    path.write_text("import resource\n"
-                    "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
-                    f"assert soft == hard == {redteam.CHILD_MEMORY_BYTES}, ('limits', soft, hard)\n")
-    with pytest.raises(AuditFileError, match="no Environment subclass"):  # the assert held
-        audit_file(path, SMALL, timeout_s=60)
-    path.write_text("blob = bytearray(8 * 1024 ** 3)\n")
-    with pytest.raises(AuditFileError, match="MemoryError"):
-        audit_file(path, SMALL, timeout_s=60)
-
-
-@pytest.mark.parametrize("text, fragment", [
-    ("x = 1\n", "no Environment subclass"),
-    ("def broken(:\n", "SyntaxError"),
-    ("raise RuntimeError('boom')\n", "boom"),
-])
-def test_unusable_files_are_one_line_errors(tmp_path, text, fragment):
-    path = tmp_path / "bad.py"
-    path.write_text(text)
-    with pytest.raises(AuditFileError, match=fragment) as info:
-        audit_file(path, SMALL, timeout_s=60)
-    assert "\n" not in str(info.value)
-
-
 # --- the command ----------------------------------------------------------------------------------------
 
 
@@ -462,16 +370,11 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=120, env=env)
 
 
-def test_cli_builtin_clean_exit_0_and_weak_file_exit_1(tmp_path):
+def test_cli_builtin_clean_exit_0():
     out = _cli("arithmetic_chain", "--instances", "8", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["env"] == "arithmetic_chain" and report["flagged"] is False
-    path = tmp_path / "weak_env.py"
-    path.write_text(WEAK_FILE)
-    out = _cli(str(path), "--instances", "8")
-    assert out.returncode == 1, out.stderr
-    assert "EXPLOITABLE" in out.stdout and "NOT a security boundary" in out.stdout
 
 
 @pytest.mark.parametrize("args, fragment", [

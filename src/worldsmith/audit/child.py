@@ -1,28 +1,19 @@
-"""The child side of ``redteam.audit_file``: import one environment file and audit it.
+"""The sandboxed side of ``audit.files.audit_file``: import one environment file and audit it.
 
-Run as ``python -m worldsmith.audit.child FILE CONFIG_JSON LIMITS_JSON``. Before the file is
-imported, the child sets the hard rlimits it was given on itself, and the real
-stdout is set aside and fd 1 is pointed at stderr, so whatever the file prints cannot be mistaken
-for the result; the result is one JSON line written to the set-aside stdout at the end:
-``{"reports": [...]}`` or ``{"error": "one line"}``.
-
-This process is the only place a user's environment file is imported. It is NOT a security
-boundary (see ``redteam.audit_file``).
+``audit_source(source, filename, config)`` runs inside ``worldsmith.sandbox`` only (called through
+the harness's ``main`` op by the small driver in ``audit/files.py``): it writes the file's text into
+the sandbox's own temporary folder, imports it from there, audits every ``Environment`` subclass
+with a name, and returns ``{"reports": [...]}`` or ``{"error": "one line"}`` as plain JSON. The
+sandbox sets the limits and owns the only writable places; whatever the file prints never reaches
+the result channel.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
-
-
-def _result_channel():
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return os.fdopen(saved, "w")
+import tempfile
 
 
 def _environment_classes(path: str) -> list[type]:
@@ -31,7 +22,7 @@ def _environment_classes(path: str) -> list[type]:
     name = "worldsmith_audited_" + os.path.basename(path).removesuffix(".py").replace("-", "_").replace(".", "_")
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path} as a Python module")
+        raise ImportError(f"cannot import {os.path.basename(path)} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -40,34 +31,20 @@ def _environment_classes(path: str) -> list[type]:
             and obj.__module__ == name and obj.name]
 
 
-def _apply_limits(limits: str) -> None:
-    """Hard rlimits (soft = hard: the imported file cannot raise them again)."""
-    import resource
-
-    for name, value in json.loads(limits).items():
-        resource.setrlimit(getattr(resource, name), (value, value))
-
-
-def main(argv: list[str]) -> int:
-    path, config, limits = argv
-    _apply_limits(limits)
-    channel = _result_channel()
+def audit_source(source: str, filename: str, config: str, isolation: str) -> dict:
+    """Audit the environments ``source`` defines; ``isolation`` is the label the reports carry."""
     try:
-        from worldsmith.audit.redteam import CHILD_PROCESS, RedTeamConfig, audit_env
+        from worldsmith.audit.redteam import RedTeamConfig, audit_env
 
         cfg = RedTeamConfig.model_validate_json(config)
+        folder = tempfile.mkdtemp(prefix="audited-")
+        path = os.path.join(folder, os.path.basename(filename) or "environment.py")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(source)
         classes = _environment_classes(path)
         if not classes:
             raise LookupError("defines no Environment subclass with a name")
-        reports = [audit_env(cls(), cfg, isolation=CHILD_PROCESS).to_json() for cls in classes]
-        result = {"reports": reports}
+        return {"reports": [audit_env(cls(), cfg, isolation=isolation).to_json() for cls in classes]}
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
-        result = {"error": f"{type(exc).__name__}: {text}" if text else type(exc).__name__}
-    channel.write(json.dumps(result) + "\n")
-    channel.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        return {"error": f"{type(exc).__name__}: {text}" if text else type(exc).__name__}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from worldsmith import cli
 from worldsmith.cli import EXIT_FAILED, UsageError
@@ -37,7 +38,9 @@ def _audit_config(args: argparse.Namespace):
 
 def _reports_for(target: str, cfg, timeout_s: float):
     """(reports, error line or None) for one NAME or FILE.py."""
-    from worldsmith.audit.redteam import AuditFileError, AuditTimeout, audit_env, audit_file
+    from worldsmith.audit.files import AuditFileError, AuditTimeout, audit_file
+    from worldsmith.audit.redteam import audit_env
+    from worldsmith.sandbox import SandboxUnavailable
 
     if not _is_file_target(target):
         return [audit_env(cli._get_env(target), cfg)], None
@@ -47,16 +50,27 @@ def _reports_for(target: str, cfg, timeout_s: float):
         return [], str(exc)
     except AuditFileError as exc:
         raise UsageError(str(exc)) from None
+    except SandboxUnavailable as exc:
+        raise UsageError(f"audit env {target}: {exc}") from None
 
 
 def cmd_audit_env(args: argparse.Namespace) -> int:
-    from worldsmith.audit.redteam import CHILD_PROCESS, format_report
+    from worldsmith.audit.redteam import format_report
+    from worldsmith.sandbox import FALLBACK_WARNING, SandboxUnavailable, resolve_mode
 
+    cli.apply_isolation_flag(args)
     cfg = _audit_config(args)
     failed = False
     for target in args.targets:
-        if _is_file_target(target) and not args.json:
-            print(f"note: {target} is imported in a {CHILD_PROCESS}.")
+        if _is_file_target(target):
+            try:
+                isolation = resolve_mode("auto")
+            except SandboxUnavailable as exc:
+                raise UsageError(f"audit env {target}: {exc}") from None
+            if isolation == "fallback":
+                print(f"note: {FALLBACK_WARNING}", file=sys.stderr)
+            elif not args.json:
+                print(f"note: {target} runs in the sandbox ({isolation}).")
         reports, error = _reports_for(target, cfg, args.timeout)
         if error is not None:
             failed = True
@@ -80,7 +94,7 @@ def register(sub) -> None:
     p = audit_sub.add_parser("env", help="run exploit strategies against an environment's scorer")
     p.add_argument("targets", nargs="+", metavar="NAME|FILE.py",
                    help="a registered environment, or a Python file defining Environment subclasses "
-                        "(imported in a child process: NOT a security boundary)")
+                        "(audited inside the sandbox)")
     p.add_argument("--instances", type=cli._positive_int, default=64, help="instances per difficulty")
     p.add_argument("--difficulty", type=cli._difficulty, action="append", help="difficulty to audit; repeatable (default 0.5 and 1)")
     p.add_argument("--threshold", type=cli._difficulty, default=0.05, help="flag a strategy passing more often than this")
@@ -88,6 +102,7 @@ def register(sub) -> None:
     p.add_argument("--skip", action="append", metavar="STRATEGY[:VARIANT]", help="leave out; repeatable")
     p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of a FILE.py audit, seconds")
     p.add_argument("--json", action="store_true", help="one JSON report per line")
+    cli.add_isolation_flag(p)
     p.set_defaults(func=cmd_audit_env)
 
     p = audit_sub.add_parser("game", help="train the tiny policy on a vulnerability game; plot ITP and ER")

@@ -23,20 +23,15 @@ Counting rules:
   format credit. The environment is also flagged when an injection string left a side effect (a
   canary file that only evaluating the answer as code could create).
 
-Environments given as a file are imported only in a child process (``audit_file``) with hard
-rlimits, a cleared environment and a wall-clock limit. That is accident protection, **not a
-security boundary**: until the sandbox lands, audit only files you would run yourself.
+Environments given as a file are audited only inside the sandbox (``audit.files.audit_file``):
+the whole battery runs there, in one sandbox run per file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pathlib
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -53,8 +48,6 @@ from worldsmith.envs.checks import malformed_answers, perturbations
 from worldsmith.envs.contract import Environment, Instance, split_seed
 
 IN_PROCESS = "in-process (a registered environment, trusted code)"
-CHILD_PROCESS = ("child process with hard rlimits, a cleared environment and a wall-clock limit: "
-                 "accident protection, NOT a security boundary")
 
 
 class RedTeamConfig(Strict):
@@ -519,81 +512,6 @@ def _judge(strat: Strategy, variants: list[VariantResult], cfg: RedTeamConfig) -
         if worst.mean_reward > 0:
             result.worst, result.flagged = worst.variant, over(worst)
     return result
-
-
-# --- environments from a file: a child process --------------------------------------------------------
-
-
-class AuditFileError(Exception):
-    """The file could not be audited (missing, no environment, failed import); one-line message."""
-
-
-class AuditTimeout(AuditFileError):
-    """The child process ran past its wall-clock limit (a scorer or generator may hang)."""
-
-
-#: Hard limits of the child (soft = hard, so the child cannot raise them). PROPOSED values.
-CHILD_MEMORY_BYTES = 2 * 1024**3
-CHILD_FILE_BYTES = 64 * 1024**2
-RESULT_CAP_BYTES = 16 * 1024**2
-
-
-def child_limits(cpu_seconds: int) -> dict[str, int]:
-    """The rlimits the child sets on itself (soft = hard) before it imports the file."""
-    return {"RLIMIT_AS": CHILD_MEMORY_BYTES, "RLIMIT_CPU": cpu_seconds, "RLIMIT_FSIZE": CHILD_FILE_BYTES}
-
-
-def audit_file(path: str | os.PathLike, cfg: RedTeamConfig | None = None, timeout_s: float = 300.0) -> list[AuditReport]:
-    """Audit every Environment subclass defined in a Python file, importing it only in a child
-    process (``python -m worldsmith.audit.child``) that sets hard rlimits on itself before the
-    import, with a cleared environment, stdin from /dev/null, its own session, and a wall-clock
-    limit after which its whole process group is killed.
-
-    Not a security boundary: a hostile file can still read what the user can read.
-    """
-    cfg = cfg or RedTeamConfig()
-    path = pathlib.Path(path).resolve()
-    if not path.is_file():
-        raise AuditFileError(f"{path}: no such file")
-    with tempfile.TemporaryDirectory(prefix="worldsmith-audit-child-") as home:
-        env = {"PATH": os.defpath, "HOME": home, "LC_ALL": "C.UTF-8", "PYTHONNOUSERSITE": "1",
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        limits = json.dumps(child_limits(int(timeout_s) + 5))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "worldsmith.audit.child", str(path), cfg.model_dump_json(), limits],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=home, env=env,
-            start_new_session=True,
-        )
-        try:
-            out, err = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise AuditTimeout(f"{path.name}: the audit ran past {timeout_s:g}s (a scorer or generator may hang)") from None
-        finally:
-            _kill_group(proc)
-    return _parse_child(path, proc.returncode, out, err)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _parse_child(path: pathlib.Path, code: int, out: bytes, err: bytes) -> list[AuditReport]:
-    last = out.strip().splitlines()[-1] if out.strip() else b""
-    if len(out) > RESULT_CAP_BYTES:
-        raise AuditFileError(f"{path.name}: the child's result exceeds {RESULT_CAP_BYTES} bytes")
-    try:
-        data = json.loads(last)
-    except ValueError:
-        tail = err.decode("utf-8", "replace").strip().splitlines()
-        raise AuditFileError(f"{path.name}: the child failed (exit {code}): {tail[-1] if tail else 'no output'}") from None
-    if "error" in data:
-        raise AuditFileError(f"{path.name}: {data['error']}")
-    return [AuditReport.from_json(r) for r in data["reports"]]
 
 
 # --- presentation -------------------------------------------------------------------------------------

@@ -15,8 +15,16 @@ Two processes live here:
   every capability (bounding set, effective/permitted/inheritable, no_new_privs), reads the
   request ``{"code", "task"}`` from ``IN_FD``, executes the candidate, performs the task and
   writes ``{"ok": ..., ...}`` as JSON to a private pipe the supervisor reads. A task is one op
-  (``describe``, ``sample``, ``score``, ``score_many``, ``grade``), ``exec``, or ``many`` (a list of
+  (``describe``, ``sample``, ``score``, ``score_many``, ``grade``), ``exec``, ``main`` (the
+  program's own ``main(args)``, for drivers that ship their own logic), or ``many`` (a list of
   ops performed in order on one environment object, in this one process).
+
+``score_many`` with ``"isolate"`` scores every item in a process forked from the worker (after an
+optional ``env.prepare_scoring(instances)``, so shared set-up is paid once): each item gets its own
+wall clock and CPU limit, a crash or hang costs only that item (``{"error": "Timeout", ...}``), and
+no answer can change the scorer the next answer meets. With ``"guard": true`` an audit hook in the
+forked process refuses side effects (processes, writes, network, ctypes) and the item reports
+``{"error": "SideEffect", ...}`` even when the scorer swallowed the refusal.
 
 The nonce therefore never exists in the worker's address space, and the worker holds no handle
 on the channel the runner trusts. What this does not protect: the worker may write anything to
@@ -33,6 +41,8 @@ import signal
 import sys
 
 MEMORY_ERROR = b'{"ok": false, "error": "MemoryError", "message": "memory limit reached"}'
+#: The most bytes one isolated ``score_many`` item may send back.
+ITEM_BYTES = 64 * 1024
 
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
@@ -203,6 +213,115 @@ def _exc_text(exc: BaseException) -> str:
         return "unprintable"
 
 
+#: Audit events a guarded scorer may not raise: processes, writes, network, native code.
+_GUARDED_EVENTS = frozenset({
+    "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
+    "os.kill", "os.killpg", "pty.spawn", "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod",
+    "os.chown", "os.link", "os.symlink", "os.truncate", "os.utime", "os.putenv", "os.unsetenv",
+    "shutil.rmtree", "shutil.copyfile", "shutil.move", "socket.connect", "socket.bind", "socket.sendto",
+    "socket.getaddrinfo", "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function",
+    "ctypes.addressof", "ctypes.string_at", "ctypes.wstring_at", "mmap.__new__", "resource.setrlimit",
+    "resource.prlimit", "sys.settrace", "sys.setprofile",
+})
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+def _install_guard() -> list[str]:
+    """Add an audit hook that refuses side effects; the returned list names the first refused one."""
+    hits: list[str] = []
+
+    def hook(event: str, args: tuple) -> None:
+        refused = event in _GUARDED_EVENTS
+        if event == "open" and len(args) >= 3:
+            mode, flags = args[1], args[2]
+            refused = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                isinstance(flags, int) and bool(flags & _WRITE_FLAGS))
+        if refused:
+            if not hits:
+                hits.append(event)
+            raise PermissionError(f"{event} refused while scoring")
+
+    sys.addaudithook(hook)
+    return hits
+
+
+def _score_forked(env, instance, answer, wall_s: float, cpu_s: int, guard: bool) -> dict:
+    """One ``score_many`` item scored in a forked process with its own limits (see the module doc)."""
+    import select
+    import time
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
+            hits = _install_guard() if guard else []
+            entry = _score_item(env, instance, answer)
+            if hits:
+                entry = {"error": "SideEffect", "message": f"the scorer attempted {hits[0]} on this answer"}
+            data = json.dumps(entry, allow_nan=False).encode()
+        except MemoryError:
+            data = b'{"error": "MemoryError", "message": "memory limit reached"}'
+        except BaseException as exc:  # SystemExit and the like from the scorer: this item only
+            try:
+                data = json.dumps({"error": _exc_name(exc), "message": _exc_text(exc)}).encode()
+            except BaseException:
+                data = b'{"error": "Exception", "message": "unprintable"}'
+        try:
+            view = memoryview(data[:ITEM_BYTES])
+            while view:
+                view = view[os.write(write_end, view):]
+        except BaseException:
+            pass
+        os._exit(0)
+    os.close(write_end)
+    chunks, size, timed_out = [], 0, False
+    deadline = time.monotonic() + wall_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        ready, _, _ = select.select([read_end], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(read_end, 1 << 16)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size <= ITEM_BYTES:
+            chunks.append(chunk)
+    os.close(read_end)
+    if timed_out:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        return {"error": "Timeout", "message": f"scoring this answer ran past {wall_s:g}s"}
+    try:
+        entry = json.loads(b"".join(chunks))
+    except ValueError:
+        entry = None
+    if type(entry) is dict:
+        return entry
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
+        return {"error": "Timeout", "message": f"scoring this answer used its {cpu_s}s of CPU"}
+    return {"error": "Crashed", "message": "the scoring process ended without a result"}
+
+
+def _score_isolated(env, items: list, isolate: dict) -> list[dict]:
+    wall_s = float(isolate.get("wall_s", 5.0))
+    cpu_s = max(1, int(isolate.get("cpu_s", 5)))
+    guard = bool(isolate.get("guard", False))
+    prepare = getattr(env, "prepare_scoring", None)
+    if callable(prepare):
+        prepare([instance for instance, _ in items])
+    return [_score_forked(env, instance, answer, wall_s, cpu_s, guard) for instance, answer in items]
+
+
 def _perform_one(task: dict, env):
     op = task.get("op")
     if op == "describe":
@@ -215,6 +334,8 @@ def _perform_one(task: dict, env):
     if op == "score":
         return env.score(task["instance"], task["answer"])
     if op == "score_many":
+        if task.get("isolate"):
+            return _score_isolated(env, task["items"], task["isolate"])
         return [_score_item(env, instance, answer) for instance, answer in task["items"]]
     if op == "grade":
         verdict = env.grade(task["instance"], task["response"])
@@ -227,6 +348,11 @@ def _perform(task: dict, namespace: dict):
     op = task.get("op", "exec")
     if op == "exec":
         return None
+    if op == "main":
+        main = namespace.get("main")
+        if not callable(main):
+            raise LookupError("the program defines no main(args)")
+        return main(task.get("args"))
     env = _pick_environment(namespace, task.get("class"))
     if op == "many":
         return [_perform_one(sub, env) for sub in task["tasks"]]
@@ -240,7 +366,10 @@ def _worker(pkg_parent: str, in_fd: int, result_fd: int) -> None:
         request = json.loads(_read_all(in_fd))
         os.close(in_fd)
         here = os.path.dirname(os.path.abspath(__file__))
-        sys.path[:] = [pkg_parent] + [p for p in sys.path if p and p != here]
+        extra = [p for p in request.get("path") or [] if isinstance(p, str)]
+        sys.path[:] = [pkg_parent] + [p for p in sys.path if p and p != here] + extra
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")  # one thread: forked scorers never meet a held lock
         import builtins
 
         import worldsmith.envs.contract  # noqa: F401  (imported before the candidate runs)

@@ -2,9 +2,16 @@
 
 ``run(code, task, limits, mode)`` starts ``python -I -S -B harness.py`` either inside bubblewrap
 (``"bwrap"``: new user/PID/network/IPC/UTS namespaces, no capabilities, a read-only bind of the
-Python prefix, the system libraries and the ``worldsmith`` package only, a bounded tmpfs as the
-only writable place) or as a plain subprocess (``"fallback"``: accident protection, not a
-security boundary). Both modes set hard rlimits (soft = hard), clear the environment, give the
+Python prefix, the system libraries and the ``worldsmith`` package only (plus the read-only
+``paths`` a caller names, e.g. the site-packages holding a third-party scorer), a bounded tmpfs as
+the only writable place) or as a plain subprocess (``"fallback"``: accident protection, not a
+security boundary).
+
+``"auto"`` means bwrap. Where bwrap cannot run, ``"auto"`` raises ``SandboxUnavailable`` (with
+``NO_ISOLATION``, a one-line message saying how to get bubblewrap and how to opt out) unless the
+user opted in to unisolated runs: ``allow_unisolated()`` in this process (what the command-line
+flag ``--unsafe-no-isolation`` does) or ``WORLDSMITH_UNSAFE_NO_ISOLATION=1`` in the environment.
+``mode="fallback"`` asks for the unisolated mode explicitly. Both modes set hard rlimits (soft = hard), clear the environment, give the
 program ``/dev/null`` as stdin, start a new session, enforce a wall clock from this process, and
 after every run stop and kill every process of the run they can find (the process tree, the
 process group and every process whose environment carries this run's marker).
@@ -39,6 +46,12 @@ HARNESS = Path(__file__).resolve().parent / "harness.py"
 FALLBACK_WARNING = "sandbox fallback mode: accident protection, not a security boundary"
 MARKER = "WS_SANDBOX_RUN"
 SANDBOX_LIB = "/ws/lib"
+#: The environment variable that opts in to unisolated runs (same effect as ``allow_unisolated()``).
+UNSAFE_ENV = "WORLDSMITH_UNSAFE_NO_ISOLATION"
+UNSAFE_FLAG = "--unsafe-no-isolation"
+NO_ISOLATION = ("no sandbox isolation here: bubblewrap (bwrap) is missing or cannot create namespaces; "
+                "install it (sudo apt-get install bubblewrap, or `make setup` as root) or, accepting the risk, "
+                f"pass {UNSAFE_FLAG} (rlimits only: accident protection, not a security boundary)")
 
 Mode = Literal["auto", "bwrap", "fallback"]
 STATUSES = ("ok", "error", "timeout", "memory_exceeded", "crashed", "no_result", "invalid_result",
@@ -117,7 +130,15 @@ def _system_binds() -> list[str]:
     return args
 
 
-def _bwrap_prefix(limits: Limits, run_id: str) -> list[str]:
+def _path_binds(paths: tuple[str, ...]) -> list[str]:
+    """Read-only binds of extra folders at their own path (e.g. a site-packages folder)."""
+    args: list[str] = []
+    for path in paths:
+        args += ["--ro-bind", path, path]
+    return args
+
+
+def _bwrap_prefix(limits: Limits, run_id: str, paths: tuple[str, ...] = ()) -> list[str]:
     prefix = os.path.realpath(sys.base_prefix)
     return [
         shutil.which("bwrap") or "bwrap",
@@ -128,6 +149,7 @@ def _bwrap_prefix(limits: Limits, run_id: str) -> list[str]:
         "--ro-bind", str(PACKAGE_DIR), f"{SANDBOX_LIB}/{PACKAGE_DIR.name}",
         "--dev", "/dev", "--proc", "/proc",
         "--size", str(int(limits.tmpfs_mb) * 1024 * 1024), "--tmpfs", "/tmp",
+        *_path_binds(paths),  # after the tmpfs, so that a folder under /tmp stays visible
         "--chdir", "/tmp",
         "--",
     ]
@@ -148,17 +170,45 @@ def bwrap_available() -> bool:
     return out.returncode == 0 and out.stdout.strip() == b"ok"
 
 
+_UNISOLATED_ALLOWED = False
+
+
+def allow_unisolated(allowed: bool = True) -> None:
+    """Opt in (or back out) for this process: where bwrap cannot run, ``mode="auto"`` runs
+    programs in fallback mode (rlimits only) instead of refusing. ``--unsafe-no-isolation`` calls
+    this; only code that the user started can, never a sandboxed program (another process)."""
+    global _UNISOLATED_ALLOWED
+    _UNISOLATED_ALLOWED = bool(allowed)
+
+
+def unisolated_allowed() -> bool:
+    """Whether the user opted in to unisolated runs (``allow_unisolated()`` or ``UNSAFE_ENV=1``)."""
+    return _UNISOLATED_ALLOWED or os.environ.get(UNSAFE_ENV, "") == "1"
+
+
 def resolve_mode(mode: Mode = "auto") -> str:
+    """The isolation a run in ``mode`` gets here: ``"bwrap"`` or ``"fallback"``.
+
+    ``"auto"``: bwrap where it works; otherwise fallback only when the user opted in
+    (``unisolated_allowed()``), else ``SandboxUnavailable`` with ``NO_ISOLATION``. ``"bwrap"``:
+    ``SandboxUnavailable`` where it cannot run. ``"fallback"``: always, by explicit request.
+    """
     if mode == "auto":
-        return "bwrap" if bwrap_available() else "fallback"
+        if bwrap_available():
+            return "bwrap"
+        if unisolated_allowed():
+            return "fallback"
+        raise SandboxUnavailable(NO_ISOLATION)
     if mode == "bwrap" and not bwrap_available():
-        raise SandboxUnavailable("bwrap is not on PATH or cannot create namespaces here")
+        raise SandboxUnavailable("bwrap is not on PATH or cannot create namespaces here; "
+                                 "install it: sudo apt-get install bubblewrap")
     if mode not in ("bwrap", "fallback"):
         raise ValueError(f"unknown sandbox mode {mode!r}")
     return mode
 
 
 def available_modes() -> list[str]:
+    """The modes that can run here without an opt-in (fallback is always possible when asked for)."""
     return (["bwrap"] if bwrap_available() else []) + ["fallback"]
 
 
@@ -304,7 +354,7 @@ def _parse_json(text: str):
 
 
 def run(code: str, task: dict | None = None, limits: Limits | None = None,
-        mode: Mode = "auto") -> RunResult:
+        mode: Mode = "auto", paths: tuple[str, ...] | list[str] = ()) -> RunResult:
     """Execute ``code`` (an environment program) and perform ``task`` in a fresh sandbox.
 
     ``task`` is ``{"op": "exec"}`` (default: run the module only), ``{"op": "describe"}``,
@@ -314,16 +364,27 @@ def run(code: str, task: dict | None = None, limits: Limits | None = None,
     ``{"unsendable": name, "message": m}`` when its return is not plain JSON; memory exhaustion,
     ``SystemExit`` or a hang end the whole run as for ``score``), ``{"op": "grade", "instance":
     ..., "response": ...}`` or ``{"op": "many", "tasks": [task, ...]}`` (several of these ops in
-    order, one value each; any failure fails the run). Never raises for anything the program
-    does; raises ``SandboxUnavailable`` when ``mode="bwrap"`` cannot run.
+    order, one value each; any failure fails the run). ``score_many`` with ``"isolate": {"wall_s":
+    w, "cpu_s": c, "guard": g}`` scores each item in its own forked process (one launch, per-item
+    limits, no item can change what the next one sees; see ``harness.py``). ``{"op": "main",
+    "args": ...}`` calls the program's ``main(args)`` and returns its plain-JSON value.
+
+    ``paths``: extra folders (absolute, existing) bound read-only at their own path and appended
+    to the program's ``sys.path``. Never raises for anything the program does; raises
+    ``SandboxUnavailable`` when bwrap cannot run and neither ``mode="fallback"`` nor the user's
+    opt-in (``allow_unisolated``) allows the unisolated mode.
     """
     limits = limits or Limits()
     isolation = resolve_mode(mode)
+    paths = tuple(os.path.realpath(p) for p in paths)
+    for path in paths:
+        if not os.path.isdir(path):
+            raise ValueError(f"sandbox path {path!r} is not a folder")
     if isolation == "fallback":
         warnings.warn(FALLBACK_WARNING, RuntimeWarning, stacklevel=2)
     run_id = secrets.token_hex(12)
     nonce = secrets.token_hex(24)
-    request = json.dumps({"code": code, "task": task or {"op": "exec"}}).encode()
+    request = json.dumps({"code": code, "task": task or {"op": "exec"}, "path": list(paths)}).encode()
 
     in_r, in_w = os.pipe()
     nonce_r, nonce_w = os.pipe()
@@ -334,7 +395,7 @@ def run(code: str, task: dict | None = None, limits: Limits | None = None,
     if isolation == "bwrap":
         pkg_parent = SANDBOX_LIB
         harness = f"{SANDBOX_LIB}/{PACKAGE_DIR.name}/sandbox/harness.py"
-        prefix = _bwrap_prefix(limits, run_id)
+        prefix = _bwrap_prefix(limits, run_id, paths)
         env = {MARKER: run_id}
         cwd = "/"
     else:

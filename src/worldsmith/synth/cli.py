@@ -23,6 +23,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from worldsmith.sandbox import FALLBACK_WARNING, SandboxUnavailable
     from worldsmith.synth.gates import GateConfig, validate
 
+    cli.apply_isolation_flag(args)
     if not os.path.isfile(args.file):
         raise UsageError(f"validate: no such file: {args.file}")
     try:
@@ -48,7 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
             verdict = validate(code, config, mode=args.mode)
     except SandboxUnavailable as exc:
-        raise UsageError(f"validate: --mode {args.mode}: {exc}") from None
+        raise UsageError(f"validate: {exc}" if args.mode == "auto" else f"validate: --mode {args.mode}: {exc}") from None
     if verdict.isolation == "fallback":
         print(f"note: {FALLBACK_WARNING}", file=sys.stderr)
     if args.json:
@@ -67,7 +68,8 @@ def register(sub) -> None:
     p.add_argument("file", metavar="FILE.py", help="one Python file defining one Environment subclass")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--mode", choices=("auto", "bwrap", "fallback"), default="auto",
-                   help="sandbox isolation (auto: bwrap where it works, else fallback)")
+                   help="sandbox isolation (auto: bwrap; where it cannot run, refuse unless --unsafe-no-isolation)")
+    cli.add_isolation_flag(p)
     p.add_argument("--seeds", type=cli._positive_int, help="seeds per difficulty in L2-L4 (default 5)")
     p.add_argument("--probe-seeds", type=cli._positive_int, help="instances probed per difficulty in L5 (default 2)")
     p.add_argument("--timeout", type=float, help="wall-clock limit of one sandbox run, seconds (default 10)")
@@ -113,10 +115,11 @@ def cmd_funnel(args: argparse.Namespace) -> int:
         raise UsageError(f"synth funnel: --corpus: no such folder: {folder}")
     proposer = CorpusProposer(folder)
     proposer.files = [p for p in proposer.files if p.name != "__init__.py"]
+    cli.apply_isolation_flag(args)
     try:
         isolation = resolve_mode(args.mode)
     except SandboxUnavailable as exc:
-        raise UsageError(f"synth funnel: --mode {args.mode}: {exc}") from None
+        raise UsageError(f"synth funnel: {exc}" if args.mode == "auto" else f"synth funnel: --mode {args.mode}: {exc}") from None
     db = args.db or os.path.join(args.out, "archive.sqlite")
     os.makedirs(args.out, exist_ok=True)
     backend = _solver(args.solver)
@@ -162,6 +165,7 @@ def cmd_synth_run(args: argparse.Namespace) -> int:
     from worldsmith.synth.archive import ArchiveError
     from worldsmith.synth.loop import SynthConfig, synth_run
 
+    cli.apply_isolation_flag(args)
     try:
         cfg = configuration.load(SynthConfig, args.config, args.overrides)
     except configuration.ConfigError as exc:
@@ -197,9 +201,10 @@ def cmd_synth_run(args: argparse.Namespace) -> int:
 
 
 SYNTH_USAGE = """\
-worldsmith synth CONFIG [key=value ...] --out DIR [--resume] [--no-progress]
+worldsmith synth CONFIG [key=value ...] --out DIR [--resume] [--no-progress] [--unsafe-no-isolation]
     the EvoEnv loop: generator and solver roles in one policy (configs/synth_corpus.yaml)
 worldsmith synth funnel --out DIR [--corpus DIR] [--solver MODEL_DIR] [--limit N] [--mode M] [--novelty N] [--json]
+    [--unsafe-no-isolation]
     gates, calibration and novelty over a folder of candidate programs, without training"""
 
 
@@ -210,6 +215,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cli.add_isolation_flag(p)
     p.set_defaults(func=cmd_synth_run)
     return p
 
@@ -224,7 +230,8 @@ def _funnel_parser() -> argparse.ArgumentParser:
                    help="a local HF model folder used as the calibration solver (default: a fresh tiny model)")
     f.add_argument("--limit", type=cli._positive_int, help="judge at most this many programs")
     f.add_argument("--mode", choices=("auto", "bwrap", "fallback"), default="auto",
-                   help="sandbox isolation (auto: bwrap where it works, else fallback)")
+                   help="sandbox isolation (auto: bwrap; where it cannot run, refuse unless --unsafe-no-isolation)")
+    cli.add_isolation_flag(f)
     f.add_argument("--novelty", choices=("auto", "embedding", "signature"), default="auto",
                    help="novelty by MiniLM embeddings (auto: when the novelty extra is installed) or signatures")
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
