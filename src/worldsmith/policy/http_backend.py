@@ -29,6 +29,11 @@ rejection-sampling data after re-tokenising ``prompt + text`` with its own token
 log-probs locally (``hf_backend.sequence_logprobs``); it cannot feed ``completion_ids`` to a model
 or use ``behaviour_logp`` as an exact importance-ratio denominator.
 
+Every attempt has one wall-clock deadline, ``timeout_s``, from connecting to the last byte of the
+reply: a server that drips its reply a byte at a time is cut off there (the socket timeout alone
+bounds only the wait for each byte). A reply larger than ``max_reply_bytes`` is refused, as is a
+reply of the wrong shape and a log-prob that is not a finite number.
+
 Failures raise ``HTTPBackendError`` with a one-line message: a malformed base URL (at
 construction), a reply that is not JSON or not a completion, a 4xx other than 429, and 429/5xx,
 connection errors and timeouts once ``max_retries`` retries with exponential backoff (honouring a
@@ -41,8 +46,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import random
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -76,7 +84,10 @@ class HTTPBackendConfig(BaseModel):
     model: str = Field(..., min_length=1, description="The model name the server expects.")
     endpoint: Literal["completions", "chat"] = "completions"
     api_key_env: str | None = Field(None, description="Name of the environment variable holding the API key.")
-    timeout_s: float = Field(120.0, gt=0.0, description="Per-request socket timeout, seconds.")
+    timeout_s: float = Field(120.0, gt=0.0, description=(
+        "Wall-clock limit of one attempt, seconds, from connecting to the reply's last byte."))
+    max_reply_bytes: int = Field(32 * 1024 * 1024, ge=1024, description=(
+        "Largest reply body accepted, bytes; a larger one is an error (not retried)."))
     max_retries: int = Field(3, ge=0, le=20)
     backoff_s: float = Field(0.5, ge=0.0, description="First retry delay; doubles each retry (with jitter).")
     backoff_max_s: float = Field(8.0, ge=0.0)
@@ -126,6 +137,80 @@ def api_root(base_url: str) -> str:
     if not path.endswith("/v1"):
         path += "/v1"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class _Deadline:
+    """Shuts a request's socket down when its wall-clock budget is spent, so that a blocked read
+    returns at once however slowly the server sends; ``expired`` says whether that happened."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """A urllib opener whose connections report their sockets to ``deadline`` once connected."""
+
+    class Watched(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    class WatchedTLS(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(Watched, req)
+
+    class TLSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(WatchedTLS, req, context=self._context)
+
+    return urllib.request.build_opener(Handler, TLSHandler)
+
+
+def _finite_logprob(value: Any) -> float:
+    """A reported log-prob as a float; anything else (NaN, infinities, text, objects) is refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"log-prob {_one_line(repr(value), 30)} is not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"log-prob {value!r} is not finite")
+    return float(value)
 
 
 class HTTPBackend:
@@ -217,9 +302,16 @@ class HTTPBackend:
                 self._sleep(self._delay(attempt - 1, retry_after))
                 retry_after = None
             request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
+            deadline = _Deadline(self.config.timeout_s)
             try:
-                with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
-                    return response.read()
+                with deadline, _opener(deadline).open(request, timeout=self.config.timeout_s) as response:
+                    raw = response.read(self.config.max_reply_bytes + 1)
+                if deadline.expired:
+                    raise TimeoutError
+                if len(raw) > self.config.max_reply_bytes:
+                    raise HTTPBackendError(
+                        f"{self.url}: reply larger than max_reply_bytes={self.config.max_reply_bytes}")
+                return raw
             except urllib.error.HTTPError as exc:
                 detail = exc.read(4096).decode("utf-8", "replace") if exc.fp is not None else ""
                 last = f"HTTP {exc.code} {exc.reason}: {_one_line(self._scrub(detail))}".rstrip(": ")
@@ -236,6 +328,8 @@ class HTTPBackend:
                     last = f"cannot connect: {_one_line(str(reason))}"
             except (OSError, http.client.HTTPException) as exc:
                 last = f"connection failed: {_one_line(type(exc).__name__ + ' ' + str(exc))}"
+            if deadline.expired:
+                last = f"timed out after {self.config.timeout_s:g} s"
         tries = self.config.max_retries + 1
         raise HTTPBackendError(f"{self.url}: {last} (gave up after {tries} attempt{'s' * (tries > 1)})")
 
@@ -248,7 +342,7 @@ class HTTPBackend:
             raise HTTPBackendError(f"{self.url}: reply is not JSON (starts {snippet!r})") from None
         try:
             return self._parse(reply)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise HTTPBackendError(
                 f"{self.url}: reply is not a {self.config.endpoint} completion ({type(exc).__name__}: {_one_line(str(exc), 60)})"
             ) from None
@@ -265,12 +359,12 @@ class HTTPBackend:
             text = choice["text"]
             if info and info.get("token_logprobs") is not None:
                 tokens = [str(t) for t in info.get("tokens") or []]
-                logps = [float(v) if v is not None else 0.0 for v in info["token_logprobs"]]
+                logps = [_finite_logprob(v) if v is not None else 0.0 for v in info["token_logprobs"]]
         else:
             text = choice["message"].get("content") or ""
             if info and info.get("content") is not None:
                 tokens = [str(item.get("token", "")) for item in info["content"]]
-                logps = [float(item["logprob"]) for item in info["content"]]
+                logps = [_finite_logprob(item["logprob"]) for item in info["content"]]
         if not isinstance(text, str):
             raise TypeError("completion text is not a string")
         if logps is not None and len(tokens) != len(logps):
