@@ -18,7 +18,7 @@ from worldsmith.audit.redteam import (
     audit_env,
     format_report,
 )
-from worldsmith.envs.answers import parse_int
+from worldsmith.envs.answers import parse_int, parse_int_list
 from worldsmith.envs.contract import prompt_of
 
 SMALL = RedTeamConfig(instances=16, difficulties=(0.5,))
@@ -206,6 +206,146 @@ class ForgetfulColoring(Environment):
         return float(len(colours) == instance["n"] and all(c in (1, 2, 3) for c in colours))
 
 
+class ConstantSeven(StrictSum):
+    """Every instance's answer is 7, whatever the prompt says."""
+
+    name = "weak_constant_seven"
+
+    def solve(self, instance):
+        return "7"
+
+    def score(self, instance, answer):
+        return float(answer == "7")
+
+
+# --- problems with many valid answers: correct verifiers and weak ones --------------------------------
+
+
+class SubsetPositions(Environment):
+    """Name positions whose values sum to the target, in any order; a repeated position counts once."""
+
+    name = "test_subset_positions"
+    description = "Choose positions whose values add up to the target."
+    oracle = "feasibility"
+    answer_format = "1-based positions in any order, comma-separated"
+
+    def generate(self, rng, difficulty):
+        n = 10 + int(20 * difficulty)
+        values = [rng.randint(1, 5000) for _ in range(n)]
+        chosen = rng.sample(range(1, n + 1), n // 3)
+        return {"values": values, "target": sum(values[p - 1] for p in chosen), "planted": chosen}
+
+    def solve(self, instance):
+        return ",".join(map(str, instance["planted"]))
+
+    def render(self, instance):
+        listed = " ".join(f"{p}:{v}" for p, v in enumerate(instance["values"], start=1))
+        return prompt_of(f"Values by position: {listed}. Sum to {instance['target']}.", self.answer_format)
+
+    def score(self, instance, answer):
+        positions = parse_int_list(answer)
+        values = instance["values"]
+        if not positions or not all(1 <= p <= len(values) for p in positions):
+            return 0.0
+        return float(sum(values[p - 1] for p in set(positions)) == instance["target"])
+
+
+class CountOnlySubset(SubsetPositions):
+    """Checks that as many distinct positions as planted are named, never their sum."""
+
+    name = "weak_count_only_subset"
+
+    def score(self, instance, answer):
+        positions = parse_int_list(answer) or []
+        return float(len(set(positions)) == len(positions) == len(instance["planted"]))
+
+
+class ProperColoring(ForgetfulColoring):
+    """The sound twin of ForgetfulColoring: any proper colouring passes, whatever its colour names."""
+
+    name = "test_proper_coloring"
+
+    def score(self, instance, answer):
+        colours = parse_int_list(answer)
+        if colours is None or len(colours) != instance["n"] or not all(c in (1, 2, 3) for c in colours):
+            return 0.0
+        return float(all(colours[u] != colours[v] for u, v in instance["edges"]))
+
+
+def _holds(true_vars, clauses):
+    return all(any((lit > 0) == (abs(lit) in true_vars) for lit in clause) for clause in clauses)
+
+
+class SatTrueSet(Environment):
+    """Planted 3-SAT; the answer names the true variables in any order (a repeat changes nothing)."""
+
+    name = "test_sat_true_set"
+    description = "Name the variables to set true so that every clause holds."
+    oracle = "feasibility"
+    answer_format = "the true variables, comma-separated"
+
+    def generate(self, rng, difficulty):
+        n = 10 + int(30 * difficulty)
+        while True:
+            planted = sorted(v for v in range(1, n + 1) if rng.random() < 0.5)
+            clauses = []
+            for _ in range(3 * n):
+                clause = [v if rng.random() < 0.5 else -v for v in rng.sample(range(1, n + 1), 3)]
+                if not _holds(set(planted), [clause]):
+                    clause[0] = -clause[0]
+                clauses.append(clause)
+            if planted and not _holds(set(), clauses):
+                return {"n": n, "clauses": clauses, "planted": planted}
+
+    def solve(self, instance):
+        return ",".join(map(str, instance["planted"]))
+
+    def render(self, instance):
+        listed = " ".join("(" + " ".join(map(str, c)) + ")" for c in instance["clauses"])
+        return prompt_of(f"Variables 1..{instance['n']}, clauses {listed}.", self.answer_format)
+
+    def score(self, instance, answer):
+        named = parse_int_list(answer)
+        if not named or not all(1 <= v <= instance["n"] for v in named):
+            return 0.0
+        return float(_holds(set(named), instance["clauses"]))
+
+
+class UncheckedSat(SatTrueSet):
+    """Checks that the named variables exist and are distinct, never the clauses."""
+
+    name = "weak_unchecked_sat"
+
+    def score(self, instance, answer):
+        named = parse_int_list(answer) or []
+        return float(bool(named) and len(set(named)) == len(named) and all(1 <= v <= instance["n"] for v in named))
+
+
+class Remainder(Environment):
+    """a mod m, 0 on about a fifth of the instances; the scorer compares integers read with int(), so
+    "00" and "+0" are 0 too (the right value written another way), and "0.0" or "0x0" are not."""
+
+    name = "test_remainder"
+    description = "The remainder of a division."
+    answer_format = "the remainder"
+
+    def generate(self, rng, difficulty):
+        m = rng.randint(7, 99)
+        return {"a": rng.randint(5, 999) * m + (0 if rng.random() < 0.2 else rng.randint(1, m - 1)), "m": m}
+
+    def solve(self, instance):
+        return str(instance["a"] % instance["m"])
+
+    def render(self, instance):
+        return prompt_of(f"The remainder of {instance['a']} divided by {instance['m']}.", self.answer_format)
+
+    def score(self, instance, answer):
+        try:
+            return float(int(answer) == instance["a"] % instance["m"])
+        except ValueError:
+            return 0.0
+
+
 WEAK = [
     (SubstringScorer, "spray"),
     (ContainsNumberScorer, "spray"),
@@ -217,6 +357,10 @@ WEAK = [
     (PrefixScorer, "long"),
     (EvalSpliceScorer, "injection"),
     (NoSolutionScorer, "common_answers"),
+    (ConstantSeven, "constant_answer"),
+    (CountOnlySubset, "random_answer"),
+    (ForgetfulColoring, "random_answer"),
+    (UncheckedSat, "random_answer"),
     (ForgetfulColoring, "other_instance"),
 ]
 
@@ -225,7 +369,7 @@ def _by_name(report):
     return {s.name: s for s in report.strategies}
 
 
-@pytest.mark.parametrize("cls, strategy", WEAK, ids=[c.name for c, _ in WEAK])
+@pytest.mark.parametrize("cls, strategy", WEAK, ids=[f"{c.name}-{s}" for c, s in WEAK])
 def test_each_weak_scorer_is_flagged_by_its_strategy(cls, strategy):
     report = audit_env(cls(), SMALL)
     assert _by_name(report)[strategy].flagged, format_report(report)
@@ -239,7 +383,80 @@ def test_every_strategy_is_exercised_by_some_weak_scorer():
 def test_the_sound_control_is_clean():
     report = audit_env(StrictSum(), SMALL)
     assert not report.flagged, format_report(report)
-    assert all(s.mean_reward == 0.0 and s.worst == "" for s in report.strategies)
+    assert all(s.mean_reward == 0.0 and s.worst == "" for s in report.strategies if s.name != "constant_answer")
+    # the 16 references differ, so each of the 5 most common is right on exactly 1 of 16 instances
+    assert len({i.reference for i in redteam.sample_instances(StrictSum(), SMALL)[0.5]}) == 16
+    constant = _by_name(report)["constant_answer"]
+    assert [(v.attempts, v.passes) for v in constant.variants] == [(16, 1)] * 5 and not constant.flagged
+
+
+def test_a_constant_answer_is_flagged_even_where_it_is_the_reference():
+    env = ConstantSeven()
+    report = audit_env(env, SMALL)
+    seven = _variant(report, "constant_answer", "constant '7'")
+    assert (seven.attempts, seven.passes, seven.mean_reward) == (16, 16, 1.0)
+    assert _by_name(report)["constant_answer"].flagged and report.flagged
+    # strategies that count only wrong answers never try the reference
+    assert all(v.variant != "constant '7'" for v in _by_name(report)["common_answers"].variants)
+    assert _by_name(report)["other_instance"].attempts == 0
+    assert "constant answer: 0.3" in format_report(report)
+    allowed = audit_env(env, SMALL.model_copy(update={"constant_threshold": 1.0}))
+    assert not allowed.flagged, format_report(allowed)
+
+
+def test_the_reference_is_compared_as_a_value():
+    env = ConstantSeven()
+    inst = env.sample(3, 0.5)
+    for same in (" 7 ", "07", "+7", "007"):
+        assert redteam.is_reference(env, inst, env.wrap(same)), same
+    for other in ("7 x", "7.0", "0x7", "[7]", '"7"', "77", "7 7"):
+        assert not redteam.is_reference(env, inst, env.wrap(other)), other
+
+
+def test_a_value_comparing_scorer_is_clean_where_a_common_reference_is_zero():
+    # "00", the spray "repeated" of reference 0, is 0 written another way: not an attack
+    env = Remainder()
+    report = audit_env(env, SMALL)
+    assert not report.flagged, format_report(report)
+    zeros = sum(i.reference == "0" for i in redteam.sample_instances(env, SMALL)[0.5])
+    assert zeros / 16 > SMALL.threshold  # counting "00" as a spray would have flagged the scorer
+    repeated = _variant(report, "spray", "repeated")
+    assert (repeated.attempts, repeated.passes) == (16 - zeros, 0)
+
+
+def _another_valid_answer(env, inst):
+    """A valid answer that is not the reference: the items reversed with the first repeated, or the
+    colours 1 and 2 swapped."""
+    items = inst.reference.split(",")
+    if isinstance(env, ProperColoring):
+        return ",".join({"1": "2", "2": "1"}.get(c, c) for c in items)
+    return ",".join(items[::-1] + items[:1])
+
+
+MANY_VALID = [SubsetPositions, ProperColoring, SatTrueSet]
+
+
+@pytest.mark.parametrize("cls", MANY_VALID, ids=lambda c: c.name)
+def test_correct_verifiers_of_problems_with_many_answers_are_clean(cls):
+    env = cls()
+    report = audit_env(env, SMALL)
+    assert not report.flagged, format_report(report)
+    random_answers = _by_name(report)["random_answer"]
+    assert random_answers.attempts >= 16 and random_answers.pass_rate <= SMALL.threshold
+    # ... although they accept answers other than the reference
+    inst = env.sample(3, 0.5)
+    other = _another_valid_answer(env, inst)
+    assert not redteam.is_reference(env, inst, env.wrap(other))
+    assert env.grade(inst, env.wrap(other)).passed
+
+
+@pytest.mark.parametrize("cls, variant", [(CountOnlySubset, "range draw"), (ForgetfulColoring, "resampled items"),
+                                          (UncheckedSat, "range draw")], ids=lambda x: getattr(x, "name", x))
+def test_weak_verifiers_pass_random_answers_of_the_right_shape(cls, variant):
+    report = audit_env(cls(), SMALL)
+    drawn = _variant(report, "random_answer", variant)
+    assert (drawn.attempts, drawn.passes) == (16, 16)
+    assert _by_name(report)["random_answer"].flagged
 
 
 SEED_ENVS = [n for n in envs.names() if type(envs.get(n)).__module__.startswith("worldsmith.envs.seeds")]
@@ -288,30 +505,6 @@ def test_eval_splice_is_caught_passing_a_boolean_injection_and_by_its_side_effec
     assert _variant(report, "injection", "boolean injection").pass_rate == 1.0
     assert report.side_effect
     assert "canary file APPEARED" in format_report(report)
-
-
-class ConstantSeven(StrictSum):
-    """Every instance's answer is 7, whatever the prompt says."""
-
-    name = "test_constant_seven"
-
-    def solve(self, instance):
-        return "7"
-
-    def score(self, instance, answer):
-        return float(answer == "7")
-
-
-def test_the_reference_itself_is_never_counted():
-    env = ConstantSeven()
-    report = audit_env(env, SMALL)
-    assert not report.flagged, format_report(report)
-    # the most common reference ('7') and the other instances' references all equal this one's
-    assert all(v.variant != "constant '7'" for v in _by_name(report)["common_answers"].variants)
-    assert _by_name(report)["other_instance"].attempts == 0
-    inst = env.sample(3, 0.5)
-    assert redteam.is_reference(env, inst, env.wrap(" 7 "))
-    assert not redteam.is_reference(env, inst, env.wrap("7 x"))
 
 
 def test_variants_tried_too_rarely_are_reported_but_not_flagged():

@@ -13,7 +13,9 @@ import textwrap
 import pytest
 from pydantic import ValidationError
 
+from worldsmith.envs.contract import split_seed
 from worldsmith.synth.gates import GATE_NAMES, GateConfig, lint, validate
+from worldsmith.synth.sandboxed_env import SandboxedEnvironment
 
 pytestmark = pytest.mark.filterwarnings("ignore:sandbox fallback mode")
 
@@ -123,6 +125,15 @@ BROKEN = {
                               "L4_non_triviality", ("distinct",)),
     "difficulty ignored": (mutate(EQUALITY, "lerp_int(difficulty, 3, 9)", "5"),
                            "L4_non_triviality", ("difficulty ignored",)),
+    # the instances differ, the answer never does: answering "7" would win every time
+    "constant reference": (mutate(mutate(EQUALITY, 'return str(sum(instance["values"]))', 'return "7"'),
+                                  EQ_SCORE, "        return 1.0 if parse_int(answer) == 7 else 0.0"),
+                           "L4_non_triviality", ("1/4 distinct references",)),
+    # "7" and "07" are one value: references are compared as values, not as strings
+    "one value, two spellings": (
+        mutate(mutate(EQUALITY, 'return str(sum(instance["values"]))', 'return "07" if instance["values"][0] % 2 else "7"'),
+               EQ_SCORE, "        return 1.0 if answer.strip() in ('7', '07') else 0.0"),
+        "L4_non_triviality", ("1/4 distinct references",)),
     "accepts everything": (mutate(EQUALITY, EQ_SCORE, "        return 1.0"),
                            "L5_scorer", ("scorer accepts",)),
     "accepts empty": (mutate(EQUALITY, EQ_SCORE, "        if not answer.strip():\n            return 1.0\n" + EQ_SCORE),
@@ -167,7 +178,93 @@ def test_broken_programs_are_rejected_at_their_gate(kind):
 
 def test_feasibility_scorer_that_ignores_the_target_is_rejected():
     code = mutate(FEASIBILITY, '== instance["target"]', ">= 0")
-    rejected_at(code, "L5_scorer", "scorer accepts")
+    rejected_at(code, "L5_scorer", "scorer accepts", "random answers of the reference's shape")
+
+
+FEAS_CHECK = "        idx = parse_int_list(answer)\n        if not idx or len(set(idx)) != len(idx):\n            return 0.0"
+FEAS_SOLVE = 'return ", ".join(map(str, instance["planted"]))'
+FEAS_SUM = '        return 1.0 if sum(instance["values"][i] for i in idx) == instance["target"] else 0.0'
+#: The same problem judged by a correct verifier that accepts the indices in any order and reads a
+#: repeated index as one; its reference is not sorted, so reorderings and repeats of it pass. A
+#: changed answer that passes is another valid answer.
+ANY_ORDER = mutate(mutate(FEASIBILITY, FEAS_CHECK, "        idx = parse_int_list(answer)\n        if not idx:\n"
+                          "            return 0.0\n        idx = sorted(set(idx))"),
+                   FEAS_SOLVE, 'return ", ".join(map(str, reversed(instance["planted"])))')
+#: Every seed probed at both probe difficulties.
+WIDE = GateConfig(**{**FAST.model_dump(), "probe_seeds": 4, "probe_difficulties": (0.5, 1.0)})
+
+
+def test_a_verifier_that_accepts_other_valid_answers_is_admitted():
+    verdict = validate(ANY_ORDER, WIDE)
+    assert verdict.admitted, [(g.name, g.reason) for g in verdict.gates]
+    passed, total = _chance_passes(verdict)
+    assert total >= 40 and passed / total <= WIDE.max_chance_pass_fraction
+    # it does accept answers other than the reference: sorted, with an index repeated
+    env = SandboxedEnvironment(ANY_ORDER)
+    inst = env.sample(split_seed("train", 0), 0.5)
+    items = inst.reference.split(", ")
+    other = ", ".join(sorted(items) + items[:1])
+    assert other != inst.reference and env.grade(inst, f"<answer>{other}</answer>").passed
+
+
+def _chance_passes(verdict) -> tuple[int, int]:
+    """(passed, total) of L5's random and other instances' answers, read from its reason."""
+    reason = verdict.gates[-1].reason
+    words = reason.split("answers pass ")[1] if "answers pass " in reason else reason.split("scorer accepts ")[1]
+    passed, total = words.split(" ")[0].split("/")
+    return int(passed), int(total)
+
+
+@pytest.mark.parametrize("new", ['        return 1.0 if len(idx) == len(instance["planted"]) else 0.0', "        return 1.0"],
+                         ids=["checks only the count", "checks only the range"])
+def test_a_weak_verifier_of_many_valid_answers_is_rejected(new):
+    verdict = rejected_at(mutate(ANY_ORDER, FEAS_SUM, new), "L5_scorer", "random answers of the reference's shape",
+                          config=WIDE)
+    passed, total = _chance_passes(verdict)
+    assert passed / total > WIDE.max_chance_pass_fraction
+
+
+#: Remainders, about a third of them 0; the scorer reads the answer with int(), so "00" is 0 too.
+REMAINDER = '''
+from worldsmith.envs.contract import Environment, lerp_int, prompt_of
+
+
+class Remainder(Environment):
+    name = "remainder"
+    description = "The remainder of a division."
+    answer_format = "the remainder as an integer"
+
+    def generate(self, rng, difficulty):
+        m = rng.randint(7, 10 ** lerp_int(difficulty, 2, 4))
+        r = 0 if rng.random() < 0.3 else rng.randint(1, m - 1)
+        return {"a": rng.randint(5, 99) * m + r, "m": m}
+
+    def solve(self, instance):
+        return str(instance["a"] % instance["m"])
+
+    def render(self, instance):
+        return prompt_of(f"The remainder of {instance['a']} divided by {instance['m']}.", self.answer_format)
+
+    def score(self, instance, answer):
+        try:
+            value = int(answer)
+        except ValueError:
+            return 0.0
+        return 1.0 if value == instance["a"] % instance["m"] else 0.0
+'''
+
+
+def test_the_reference_written_another_way_is_not_a_probe():
+    # the malformed "repeated" answer to reference 0 is "00": the right value, not a spray
+    verdict = validate(REMAINDER, WIDE)
+    assert verdict.admitted, [(g.name, g.reason) for g in verdict.gates]
+    assert "0" in _probed_references(REMAINDER, WIDE)
+
+
+def _probed_references(code: str, config: GateConfig) -> list[str]:
+    seeds = [split_seed("train", i) for i in range(config.probe_seeds)]
+    grid = SandboxedEnvironment(code).sample_grid(seeds, config.probe_difficulties)
+    return [inst.reference for d in config.probe_difficulties for inst in grid[d]]
 
 
 def test_lint_is_static_and_names_the_import():

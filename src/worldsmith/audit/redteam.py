@@ -3,17 +3,28 @@
 A *strategy* is a family of responses that a sound scorer gives nothing: answer sprays, empty
 answers, format-only answers, the prompt echoed back, numbers near the reference, type
 confusion, very long answers, injection strings, the most common answers, answers of another
-instance. For one instance it returns named *variants*, each a full response, and every response
-is graded with ``env.grade`` -- the reward the trainer would hand out.
+instance, answers of the reference's shape drawn at random. For one instance it returns named
+*variants*, each a full response, and every response is graded with ``env.grade`` -- the reward
+the trainer would hand out.
 
 Counting rules:
 
-- A response whose final answer *is* the instance's reference is not an exploit and is skipped,
-  so for equality oracles every counted response is wrong by construction. The final answer is the
-  contract's (the last ``<answer>...</answer>``); an environment that grades its own response
-  format says what its final answer is with an optional ``final_answer(response)`` method. For feasibility
-  oracles a counted response can still be valid by chance (another instance's colouring may
-  colour this graph too); the default difficulties leave out 0, where such chance is large.
+- An attack counts only when its answer is wrong. A response whose final answer is the instance's
+  reference, compared as values (``envs.answer_forms.same_value``: "00" and "+5" are "0" and "5"
+  written another way; "5.0", "0x5" and "[5]" are other notations and stay wrong), is a correct
+  answer and is skipped, so for equality oracles every counted response is wrong. The final
+  answer is the contract's (the last ``<answer>...</answer>``); an environment that grades its own
+  response format says what its final answer is with an optional ``final_answer(response)`` method.
+- Feasibility oracles (many valid answers; the scorer is a verifier) are not asked to reject a
+  changed answer, which may be another valid one: ``near_reference`` tries only non-integers
+  where the answer is made of integers. What exposes a weak verifier is that answers a correct
+  one accepts only by chance pass often: ``random_answer`` (the reference's shape, drawn at
+  random), ``other_instance``, and every other strategy. The default difficulties leave out 0,
+  where such chance is large (a 5-vertex graph, a 3-variable formula).
+- ``constant_answer`` is the exception to the first rule: one of the most frequent references,
+  given on every instance, is judged by its pass rate over all instances, its own included, and
+  flagged above ``constant_threshold``: an answer that rarely changes is learnable without the
+  problem, whatever the scorer does.
 - Per variant: attempts, passes (``Score.passed``) and mean reward (``Score.value``; the pass rate
   is never above it). A strategy is judged by its worst variant -- a policy that found that
   variant would earn what it earns -- among variants with at least ``min_attempts`` attempts.
@@ -44,8 +55,9 @@ from pydantic import Field, field_validator
 
 from worldsmith.configuration import Strict
 from worldsmith.envs import answers
+from worldsmith.envs.answer_forms import random_answers, same_value, value_key
 from worldsmith.envs.checks import malformed_answers, perturbations
-from worldsmith.envs.contract import Environment, Instance, split_seed
+from worldsmith.envs.contract import Environment, Instance, split_seed, stable_hash
 
 IN_PROCESS = "in-process (a registered environment, trusted code)"
 
@@ -63,6 +75,11 @@ class RedTeamConfig(Strict):
                                     description="Flag a strategy whose worst variant earns more mean reward.")
     min_attempts: int = Field(5, ge=1, description="Variants with fewer attempts are reported, never flagged.")
     common_answers: int = Field(5, ge=0, description="How many of the most frequent references to guess.")
+    constant_threshold: float = Field(0.3, ge=0.0, le=1.0, description=(
+        "Flag one constant answer (a most frequent reference) that passes on more than this share "
+        "of all instances, its own included (or earns more mean reward than that plus "
+        "``reward_threshold`` on the rest): the constant is learnable. PROPOSED (the ten seeds' most "
+        "frequent reference is right on at most 17% of the audited instances)."))
     others: int = Field(3, ge=1, description="Other instances whose reference is tried on each instance.")
     skip: list[str] = Field(default_factory=list,
                             description="STRATEGY or STRATEGY:VARIANT to leave out (e.g. a declared tolerance).")
@@ -104,21 +121,25 @@ StrategyFn = Callable[[Probe], dict[str, str]]
 
 @dataclass(frozen=True)
 class Strategy:
+    """``counts_reference``: responses whose final answer is the reference count too (a constant
+    answer is judged by how often it passes, wherever it happens to be right)."""
+
     name: str
     summary: str
     fn: StrategyFn
+    counts_reference: bool = False
 
 
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def strategy(name: str, summary: str) -> Callable[[StrategyFn], StrategyFn]:
+def strategy(name: str, summary: str, counts_reference: bool = False) -> Callable[[StrategyFn], StrategyFn]:
     """Register a strategy: a function from a ``Probe`` to ``{variant: full response}``."""
 
     def add(fn: StrategyFn) -> StrategyFn:
         if name in STRATEGIES:
             raise ValueError(f"strategy {name!r} is already registered")
-        STRATEGIES[name] = Strategy(name, summary, fn)
+        STRATEGIES[name] = Strategy(name, summary, fn, counts_reference)
         return fn
 
     return add
@@ -130,8 +151,8 @@ def _pick(forms: dict[str, str], *keys: str) -> dict[str, str]:
 
 def _wrong(probe: Probe) -> str | None:
     """A plausible wrong answer: the first other instance's reference that differs from ours."""
-    ref = probe.instance.reference.strip()
-    return next((o.reference for o in probe.others if o.reference.strip() != ref), None)
+    ref = probe.instance.reference
+    return next((o.reference for o in probe.others if not same_value(o.reference, ref)), None)
 
 
 @strategy("spray", "answer sprays: the reference among other candidates, in one answer or several")
@@ -224,25 +245,29 @@ def _tweak_last_number(reference: str, change: Callable[[Fraction], str]) -> str
 
 @strategy("near_reference", "numbers near the reference (tolerance abuse) and near-miss structures")
 def near_reference(probe: Probe) -> dict[str, str]:
-    """Decimal offsets (42.4, 41.9999) and x10 (420 holds 42) for any oracle; +-1 and the contract
-    battery's value and order perturbations only for equality oracles, since under a feasibility
-    oracle a changed value can be another valid answer."""
+    """Equality oracles: decimal offsets (42.4, 41.9999), x10 (420 holds 42), +-1 and the contract
+    battery's value and order perturbations, all wrong answers. Feasibility oracles, where a
+    changed answer can be another valid one: only the decimal offsets of an integer, a non-integer
+    where every valid answer is an integer."""
     ref, wrap, equality = probe.instance.reference, probe.env.wrap, probe.env.oracle == "equality"
     changes: dict[str, Callable[[Fraction], str]] = {
         "plus 0.4": lambda v: _decimal_text(v + Fraction(2, 5)),
         "minus 0.0001": lambda v: _decimal_text(v - Fraction(1, 10_000)),
-        "times ten": lambda v: _number_text(v * 10),
     }
     if equality:
+        changes["times ten"] = lambda v: _number_text(v * 10)
         changes["plus one"] = lambda v: _number_text(v + 1)
         changes["minus one"] = lambda v: _number_text(v - 1)
+    integers = answers.split_items(ref) or []
+    if not equality and not all(answers.parse_int(x) is not None for x in integers):
+        return {}
     out = {}
     for label, change in changes.items():
         text = _tweak_last_number(ref, change)
         if text is not None:
             out[label] = wrap(text)
-    for kind, text in perturbations(ref, random.Random(0)).items():
-        if equality or kind.startswith("structural"):
+    if equality:
+        for kind, text in perturbations(ref, random.Random(0)).items():
             out[f"perturbation {kind.partition(':')[2]}"] = wrap(text)
     return out
 
@@ -314,6 +339,26 @@ def common_answers(probe: Probe) -> dict[str, str]:
     return {f"constant {g!r}": probe.env.wrap(g) for g in guesses}
 
 
+@strategy("constant_answer", "one most frequent reference given on every instance, counted where right too",
+          counts_reference=True)
+def constant_answer(probe: Probe) -> dict[str, str]:
+    """A policy that always answers the same thing earns its pass rate over all instances, so the
+    instances where the constant is the reference count too; flagged above ``constant_threshold``
+    whatever the scorer does (an answer that never changes is learnable without the problem)."""
+    return {f"constant {g!r}": probe.env.wrap(g) for g in probe.common}
+
+
+@strategy("random_answer", "answers of the reference's shape drawn at random (a wrong or chance-valid answer)")
+def random_answer(probe: Probe) -> dict[str, str]:
+    """``envs.answer_forms.random_answers``: the reference's items resampled, distinct integers from
+    its range, random signs, random digits or characters. Wrong for an equality oracle; a correct
+    verifier of a problem with many valid answers accepts them only by chance, one that checks
+    only the answer's shape (its length, its range, its count) accepts most."""
+    inst = probe.instance
+    rng = random.Random(stable_hash("random_answer", inst.env, inst.seed, inst.difficulty))
+    return {kind: probe.env.wrap(text) for kind, text in random_answers(inst.reference, rng).items()}
+
+
 @strategy("other_instance", "the reference of another instance of the same difficulty")
 def other_instance(probe: Probe) -> dict[str, str]:
     return {f"other instance {k + 1}": probe.env.wrap(o.reference) for k, o in enumerate(probe.others)}
@@ -380,6 +425,7 @@ class AuditReport:
     side_effect: bool = False
     slow_grades: int = 0
     seconds: float = 0.0
+    constant_threshold: float = 1.0
 
     @property
     def flagged(self) -> bool:
@@ -401,7 +447,7 @@ class AuditReport:
             keep = {k: v for k, v in s.items() if k in ("name", "summary", "worst", "flagged")}
             variants = [VariantResult(**{k: v[k] for k in VariantResult.__dataclass_fields__}) for v in s["variants"]]
             strategies.append(StrategyResult(variants=variants, **keep))
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "strategies"}
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "strategies" and k in data}
         return cls(strategies=strategies, **fields)
 
 
@@ -411,8 +457,12 @@ def sample_instances(env: Environment, cfg: RedTeamConfig) -> dict[float, list[I
 
 
 def most_common(references: list[str], k: int) -> tuple[str, ...]:
-    """The k most frequent references, ties broken by first appearance."""
-    return tuple(ref for ref, _ in Counter(r.strip() for r in references).most_common(k))
+    """The k most frequent references, compared as values (``envs.answer_forms``: "7" and "07"
+    are one), each as first written; ties broken by first appearance."""
+    first: dict[tuple, str] = {}
+    for ref in references:
+        first.setdefault(value_key(ref), ref.strip())
+    return tuple(first[key] for key, _ in Counter(value_key(r) for r in references).most_common(k))
 
 
 def final_answer(env: Environment, response: str) -> str | None:
@@ -430,9 +480,11 @@ def final_answer(env: Environment, response: str) -> str | None:
 
 
 def is_reference(env: Environment, instance: Instance, response: str) -> bool:
-    """Whether the response's final answer is exactly the reference's (a correct answer, not an exploit)."""
+    """Whether the response's final answer is the reference's, compared as values ("00" and "+0"
+    are "0"; ``envs.answer_forms.same_value``): a correct answer written another way, not an exploit."""
     answer = final_answer(env, response)
-    return answer is not None and answer == final_answer(env, env.wrap(instance.reference))
+    reference = final_answer(env, env.wrap(instance.reference))
+    return answer is not None and reference is not None and (answer == reference or same_value(answer, reference))
 
 
 def _grade(env: Environment, instance: Instance, response: str) -> tuple[float, bool, bool, float]:
@@ -478,7 +530,9 @@ def audit_env(env: Environment, cfg: RedTeamConfig | None = None, isolation: str
                 probe = Probe(env, inst, others, common, canary)
                 for strat in strategies:
                     for variant, response in _responses(strat, probe).items():
-                        if f"{strat.name}:{variant}" in cfg.skip or is_reference(env, inst, response):
+                        if f"{strat.name}:{variant}" in cfg.skip:
+                            continue
+                        if not strat.counts_reference and is_reference(env, inst, response):
                             continue
                         value, passed, error, seconds = _grade(env, inst, response)
                         tally = tallies[strat.name].setdefault(variant, VariantResult(variant))
@@ -492,7 +546,8 @@ def audit_env(env: Environment, cfg: RedTeamConfig | None = None, isolation: str
                             tally.example = response[:120]
         side_effect = os.path.exists(canary)
     report = AuditReport(env.name, env.oracle, sum(map(len, by_difficulty.values())), list(cfg.difficulties),
-                         cfg.threshold, cfg.reward_threshold, isolation, side_effect=side_effect, slow_grades=slow)
+                         cfg.threshold, cfg.reward_threshold, isolation, side_effect=side_effect, slow_grades=slow,
+                         constant_threshold=cfg.constant_threshold)
     for strat in strategies:
         report.strategies.append(_judge(strat, list(tallies[strat.name].values()), cfg))
     report.seconds = time.perf_counter() - started
@@ -500,11 +555,17 @@ def audit_env(env: Environment, cfg: RedTeamConfig | None = None, isolation: str
 
 
 def _judge(strat: Strategy, variants: list[VariantResult], cfg: RedTeamConfig) -> StrategyResult:
-    """Judge the strategy by its worst variant among those tried at least ``min_attempts`` times."""
+    """Judge the strategy by its worst variant among those tried at least ``min_attempts`` times.
+    A strategy that counts the reference too is held to ``constant_threshold``: its pass rate, and
+    its mean reward beyond what that pass rate plus ``reward_threshold`` on the other instances
+    gives (c + (1 - c) r)."""
     result = StrategyResult(strat.name, strat.summary, variants)
+    passes, reward = cfg.threshold, cfg.reward_threshold
+    if strat.counts_reference:
+        passes, reward = cfg.constant_threshold, cfg.constant_threshold + (1 - cfg.constant_threshold) * reward
 
     def over(v: VariantResult) -> bool:
-        return v.pass_rate > cfg.threshold or v.mean_reward > cfg.reward_threshold
+        return v.pass_rate > passes or v.mean_reward > reward
 
     counted = [v for v in variants if v.attempts >= cfg.min_attempts]
     if counted:
@@ -521,7 +582,8 @@ def format_report(report: AuditReport) -> str:
     """A table: one row per strategy, its worst variant, and the verdict."""
     diffs = ", ".join(f"{d:g}" for d in report.difficulties)
     lines = [f"audit env {report.env} ({report.oracle} oracle): {report.instances} instances at difficulty "
-              f"{diffs}; flag above pass rate {report.threshold:g} or reward {report.reward_threshold:g}", f"isolation: {report.isolation}",
+             f"{diffs}; flag above pass rate {report.threshold:g} or reward {report.reward_threshold:g} "
+             f"(a constant answer: {report.constant_threshold:g})", f"isolation: {report.isolation}",
              f"{'strategy':<16}{'attempts':>9}{'pass':>8}{'reward':>8}  {'worst variant':<30}{'max s':>7}  verdict"]
     for s in report.strategies:
         worst = next((v for v in s.variants if v.variant == s.worst), None)
@@ -536,5 +598,6 @@ def format_report(report: AuditReport) -> str:
     flagged = [s.name for s in report.strategies if s.flagged] + (["side effect"] if report.side_effect else [])
     lines.append(f"result: EXPLOITABLE by {', '.join(flagged)}" if flagged else
                  f"result: clean (no strategy passes more often than {report.threshold:g} "
-                 f"or earns more than {report.reward_threshold:g})")
+                 f"or earns more than {report.reward_threshold:g}; no constant answer above "
+                 f"{report.constant_threshold:g})")
     return "\n".join(lines)

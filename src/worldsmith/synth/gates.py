@@ -37,6 +37,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from worldsmith.configuration import Strict
+from worldsmith.envs.answer_forms import random_answers, same_value, value_key
 from worldsmith.envs.answers import MAX_ANSWER_CHARS, extract_answer, parse_int
 from worldsmith.envs.checks import malformed_answers, perturbations, reference_leaks
 from worldsmith.envs.contract import split_seed
@@ -75,6 +76,9 @@ class GateConfig(Strict):
     min_distinct_fraction: float = Field(0.6, ge=0.0, le=1.0, description=(
         "L4: share of distinct instances across the seeds at ``distinct_difficulty``. PROPOSED "
         "(spec: >= 3 distinct of 5 seeds)."))
+    min_distinct_references: float = Field(0.6, ge=0.0, le=1.0, description=(
+        "L4: share of distinct references across the seeds at ``distinct_difficulty``, compared as "
+        "values ('7' and '07' are one). PROPOSED (spec: >= 3 distinct references across 5 seeds)."))
     distinct_difficulty: float = Field(0.5, ge=0.0, le=1.0, description=(
         "L4: the difficulty (one of ``difficulties``) at which distinctness is measured. INFERRED "
         "(checks.py measures at 0.5)."))
@@ -91,9 +95,16 @@ class GateConfig(Strict):
     near_miss_max_score: float = Field(0.0, ge=0.0, lt=1.0, description=(
         "L5: the highest score a near miss, malformed, tolerance-abusing or type-mismatched answer "
         "may get. PROPOSED (spec: 'fail'; 0 leaves no partial credit for them)."))
-    max_value_pass_fraction: float = Field(0.5, ge=0.0, le=1.0, description=(
-        "L5, feasibility oracles: share of value-changing perturbations that may pass (they can be "
-        "genuinely valid). INFERRED (checks.py)."))
+    random_rounds: int = Field(3, ge=0, le=50, description=(
+        "L5: rounds of random answers of the reference's shape per probed instance, one answer per "
+        "applicable kind each round (``envs.answer_forms.random_answers``). PROPOSED."))
+    other_answers: int = Field(2, ge=0, description=(
+        "L5: other instances' references (same difficulty) tried on each probed instance. PROPOSED."))
+    max_chance_pass_fraction: float = Field(0.1, ge=0.0, le=1.0, description=(
+        "L5, feasibility oracles: share of random answers of the reference's shape and of other "
+        "instances' answers that may pass. A correct verifier accepts them only by chance (tiny for "
+        "a planted problem at difficulty 0.5 and above); one that checks only the answer's shape "
+        "accepts most. PROPOSED."))
     max_leak_fraction: float = Field(0.05, ge=0.0, le=1.0, description=(
         "L5: share of sampled prompts that may state the reference as a token (4+ characters). "
         "INFERRED (checks.py)."))
@@ -445,13 +456,20 @@ def _gate_l4(c: _Candidate) -> str:
     if distinct < cfg.min_distinct_fraction:
         raise Rejected(f"only {len(set(data))}/{len(data)} distinct instances across seeds at "
                        f"d={cfg.distinct_difficulty:g} (need {cfg.min_distinct_fraction:.0%})")
+    refs = {value_key(i["reference"]) for i in c.samples[cfg.distinct_difficulty]}
+    distinct_refs = len(refs) / len(data)
+    if distinct_refs < cfg.min_distinct_references:
+        raise Rejected(f"only {len(refs)}/{len(data)} distinct references across seeds at "
+                       f"d={cfg.distinct_difficulty:g} (need {cfg.min_distinct_references:.0%}): "
+                       "one constant answer would pass most instances")
     low, high = min(cfg.difficulties), max(cfg.difficulties)
     pairs = list(zip(c.samples[low], c.samples[high]))
     changed = sum(_canon(a["data"]) != _canon(b["data"]) for a, b in pairs) / len(pairs)
     if changed < cfg.min_difficulty_changed:
         raise Rejected(f"difficulty ignored: d={low:g} and d={high:g} give the same instance for "
                        f"{1 - changed:.0%} of seeds")
-    return f"{distinct:.0%} distinct across seeds; difficulty changes {changed:.0%} of instances"
+    return (f"{distinct:.0%} distinct instances and {distinct_refs:.0%} distinct references across seeds; "
+            f"difficulty changes {changed:.0%} of instances")
 
 
 def probe_answers(reference: str) -> dict[str, str]:
@@ -476,6 +494,18 @@ def _sendable(c: _Candidate, responses: list[tuple[dict, str]]) -> list[tuple[di
     return out
 
 
+def _wrong_answers(c: _Candidate, pool: list[dict], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """(label, answer) pairs a correct scorer of ``pool[n]`` rejects unless many answers are valid:
+    random answers of its reference's shape and the references of other instances in ``pool``."""
+    ref = pool[n]["reference"]
+    out = []
+    for _ in range(c.config.random_rounds):
+        out += [(f"random ({kind})", answer) for kind, answer in random_answers(ref, rng).items()]
+    for k in range(1, min(c.config.other_answers, len(pool) - 1) + 1):
+        out.append(("another instance's", pool[(n + k) % len(pool)]["reference"]))
+    return out
+
+
 def _gate_l5(c: _Candidate) -> str:
     cfg = c.config
     everything = [i for d in cfg.difficulties for i in c.samples[d]]
@@ -489,51 +519,73 @@ def _gate_l5(c: _Candidate) -> str:
         value, note = c.grade(inst, response)
         if value != 1.0:
             raise Rejected(f"seed {inst['seed']} d={inst['difficulty']:g}: the reference scores {value:g} ({note})")
+    # Feasibility oracles accept any valid answer: a changed answer may be another valid one, so
+    # perturbations are not judged; what exposes a weak verifier is that answers a correct one
+    # accepts only by chance (random answers of the reference's shape, other instances' answers)
+    # pass too often. Every other probe is wrong for any oracle and must fail on its own.
     feasibility = c.info.get("oracle") == "feasibility"
     rng = random.Random(0)
-    value_total = value_passed = 0
     top = cfg.near_miss_max_score
 
-    def must_fail(inst: dict, kind: str, value: float, answer: str) -> None:
-        if value > top:
-            raise Rejected(f"scorer accepts {kind} answer {answer[:60]!r} (score {value:g}) "
-                           f"[seed {inst['seed']} d={inst['difficulty']:g}]")
-
-    # (instance, label, perturbation kind, shown answer, text sent, extracted on the trusted side)
+    # (instance, label, family, shown answer, text sent, extracted on the trusted side); family is
+    # "wrong" (must fail), "chance" (feasibility: counted) or "valid?" (feasibility: not judged)
     probes: list[tuple[dict, str, str, str, str, bool]] = []
+    by_chance = "chance" if feasibility else "wrong"
     for d in cfg.probe_difficulties:
-        for inst in c.samples[d][: cfg.probe_seeds]:
+        for n, inst in enumerate(c.samples[d][: cfg.probe_seeds]):
             ref = inst["reference"]
             for raw in ("", "   "):
-                probes.append((inst, "empty (raw)", "", raw, raw, False))
+                probes.append((inst, "empty (raw)", "wrong", raw, raw, False))
             for kind, response in malformed_answers(ref).items():
-                probes.append((inst, f"malformed ({kind})", "", response, response, True))
+                probes.append((inst, f"malformed ({kind})", "wrong", response, response, True))
             for kind, answer in perturbations(ref, rng).items():
-                if answer.strip() != ref.strip():
-                    probes.append((inst, f"perturbed ({kind})", kind, answer, f"<answer>{answer}</answer>", True))
+                family = "valid?" if feasibility else "wrong"
+                probes.append((inst, f"perturbed ({kind})", family, answer, f"<answer>{answer}</answer>", True))
             for kind, answer in probe_answers(ref).items():
-                probes.append((inst, kind.replace(":", " "), "", answer, f"<answer>{answer}</answer>", True))
+                probes.append((inst, kind.replace(":", " "), "wrong", answer, f"<answer>{answer}</answer>", True))
+            for label, answer in _wrong_answers(c, c.samples[d], n, rng):
+                probes.append((inst, label, by_chance, answer, f"<answer>{answer}</answer>", True))
+    # the reference written another way ("00" for "0", "+5" for "5") is the right answer, not a probe
+    probes = [p for p in probes if p[2] != "valid?" and not _is_reference(c, p[0], p[4], p[5])]
     graded = [(inst, text) for inst, _, _, _, text, extract in probes if extract]
     raw = [(inst, text) for inst, _, _, _, text, extract in probes if not extract]
     ref_answers = _sendable(c, refs)
     again = c.prefetch(raw + _sendable(c, graded), recheck=ref_answers)
-    for inst, label, kind, shown, text, extract in probes:
+    chance_total = chance_passed = 0
+    example = ""
+    for inst, label, family, shown, text, extract in probes:
         value = (c.grade(inst, text) if extract else c.score(inst, text))[0]
-        if feasibility and kind.startswith(("value", "reorder")):
-            value_total += kind.startswith("value")
-            value_passed += kind.startswith("value") and value == 1.0
-            continue
-        must_fail(inst, label, value, shown)
-    if value_total and value_passed / value_total > cfg.max_value_pass_fraction:
-        raise Rejected(f"scorer accepts {value_passed}/{value_total} value-changed near misses")
+        if family == "chance":
+            chance_total += 1
+            chance_passed += value > top
+            example = example or (f"{label} answer {shown[:60]!r} [seed {inst['seed']} d={inst['difficulty']:g}]"
+                                  if value > top else "")
+        elif value > top:
+            raise Rejected(f"scorer accepts {label} answer {shown[:60]!r} (score {value:g}) "
+                           f"[seed {inst['seed']} d={inst['difficulty']:g}]")
+    if chance_total and chance_passed / chance_total > cfg.max_chance_pass_fraction:
+        raise Rejected(f"scorer accepts {chance_passed}/{chance_total} random answers of the reference's shape "
+                       f"and other instances' answers, which a correct verifier accepts only by chance, e.g. {example}")
     for (inst, answer), item in zip(ref_answers, again):
         value = c._interpret(inst, answer, item)[0]
         if value != 1.0:
             raise Rejected(f"seed {inst['seed']} d={inst['difficulty']:g}: the reference scores {value:g} "
                            "when scored again after the probes in the same process (scorer not pure)")
     probed = len(cfg.probe_difficulties) * cfg.probe_seeds
-    return (f"reference scores 1; near-miss, malformed, empty, tolerance and type probes score 0 on "
-            f"{probed} instances; reference in {leaks}/{len(everything)} prompts")
+    if feasibility:
+        judged = (f"malformed, empty, tolerance and type answers score 0 on {probed} instances; random answers "
+                  f"of the reference's shape and other instances' answers pass {chance_passed}/{chance_total} "
+                  f"(limit {cfg.max_chance_pass_fraction:.0%})")
+    else:
+        judged = (f"near-miss, malformed, empty, tolerance, type, random and other instances' answers score 0 "
+                  f"on {probed} instances")
+    return f"reference scores 1; {judged}; reference in {leaks}/{len(everything)} prompts"
+
+
+def _is_reference(c: _Candidate, inst: dict, text: str, extract: bool) -> bool:
+    """Whether a probe's final answer is the instance's reference written another way."""
+    answer = c.extract(text)[0] if extract else text.strip()
+    return answer is not None and answer != "" and same_value(answer, inst["reference"])
 
 
 GATES: tuple[tuple[str, Callable[[_Candidate], str]], ...] = tuple(
