@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 
 import pytest
 
@@ -153,3 +154,97 @@ def test_missing_reasoning_gym_gives_the_install_hint(monkeypatch):
         gym.make("gcd")
     message = str(info.value)
     assert "\n" not in message and "pip install 'worldsmith[gym]'" in message
+
+
+# --- reasoning-gym's own scorer runs in the sandbox -----------------------------------------------------
+
+
+def _in_process_scores(env, pairs):
+    """reasoning-gym's ``score_answer`` called here, in this process, on answers the test wrote
+    (trusted text): what the sandboxed scorer must reproduce."""
+    out = []
+    for inst, answer in pairs:
+        source = gym._source(inst.data["dataset"])
+        levels = tuple((a, int(v)) for a, v in inst.data["levels"].items())
+        dataset = source.template(levels).make(inst.data["rg_seed"])
+        out.append(float(dataset.score_answer(answer, dataset[0])))
+    return out
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Counts the sandbox launches the rg: scorer makes (the real ``run`` still runs)."""
+    count = []
+    real = gym.run
+    monkeypatch.setattr(gym, "run", lambda *a, **k: count.append(1) or real(*a, **k))
+    return count
+
+
+@pytest.mark.filterwarnings("ignore:sandbox fallback mode")
+def test_hostile_answers_to_the_rg_scorer_create_nothing_hang_nothing_and_score_0(tmp_path, launches):
+    """On the code as it was: the file was created and the answer earned 0.05; 9**9**9 hung."""
+    env = gym.make("countdown", use_rg_scorer=True)
+    inst = env.sample(SEEDS[1], 0.0)
+    target = tmp_path / "created_by_the_answer"
+    answers = [f"__import__('os').system('touch {target}')", "9**9**9",
+               f"__import__('pathlib').Path({str(target)!r}).touch()"]
+    started = time.monotonic()
+    scores = env.grade_many([inst] * 3, [env.wrap(a) for a in answers])
+    seconds = time.monotonic() - started
+    assert not target.exists()
+    assert [s.value for s in scores] == [0.0, 0.0, 0.0]
+    assert "os.system" in scores[0].reason and "SideEffect" in scores[0].reason
+    assert "Timeout" in scores[1].reason
+    assert "SideEffect" in scores[2].reason  # Path.touch: os.utime, then a write-mode open
+    assert seconds < gym.RG_SETUP_S and launches == [1]
+
+
+@pytest.mark.filterwarnings("ignore:sandbox fallback mode")
+def test_the_sandboxed_rg_scorer_scores_as_reasoning_gym_does(launches):
+    cases = []
+    for name, seeds in (("countdown", SEEDS[1:4]), ("gcd", SEEDS[:3]), ("graph_color", SEEDS[:2])):
+        env = gym.make(name, use_rg_scorer=True)
+        for seed in seeds:
+            inst = env.sample(seed, 0.0)
+            answers = ["7", "", "1 2 3"]
+            if inst.reference:
+                answers += [inst.reference, f"{inst.reference} or 7"]
+            if name == "countdown":
+                answers.append(inst.reference.replace("+", "-", 1))
+            if name == "graph_color":  # a proper colouring found here, and one that is not
+                answers.append(json.dumps({str(v): 1 for v in range(10)}))
+            cases += [(env, inst, a) for a in answers]
+    values = []
+    for env in {id(c[0]): c[0] for c in cases}.values():
+        mine = [(inst, a) for e, inst, a in cases if e is env]
+        scores = env.grade_many([i for i, _ in mine], [env.wrap(a) if a else "<answer></answer>" for _, a in mine])
+        expected = _in_process_scores(env, [(i, a) for i, a in mine if a])
+        got = [s.value for (_, a), s in zip(mine, scores) if a]
+        assert got == expected, (env.name, got, expected)
+        values += got
+    assert 1.0 in values and any(0.0 < v < 1.0 for v in values)  # full and partial credit both seen
+    assert len(launches) == 3  # one per environment's batch
+
+
+@pytest.mark.filterwarnings("ignore:sandbox fallback mode")
+def test_one_launch_per_batch_and_grades_read_the_prefetched_verdicts(launches, monkeypatch):
+    env = gym.make("gcd", use_rg_scorer=True)
+    instances = [env.sample(seed, 0.5) for seed in SEEDS]
+    responses = [env.wrap(i.reference if k % 2 else f"{i.reference} or 7") for k, i in enumerate(instances)]
+    env.prefetch_grades(instances, responses)
+    assert launches == [1]
+    scores = [env.grade(i, r) for i, r in zip(instances, responses)]
+    assert launches == [1]  # read, not rescored
+    assert [s.passed for s in scores] == [bool(k % 2) for k in range(len(SEEDS))]
+    assert all(0.0 < s.value < 1.0 and s.reason == "partial credit" for s in scores[::2])
+    monkeypatch.setattr(gym, "RG_SCORE_BATCH", 3)
+    env.prefetch_grades(instances, [env.wrap(str(k)) for k in range(len(SEEDS))])
+    assert len(launches) == 1 + 3  # 8 distinct answers, 3 per launch
+
+
+def test_the_rg_scorer_refuses_without_isolation(no_isolation):
+    from worldsmith.sandbox import SandboxUnavailable
+
+    with pytest.raises(SandboxUnavailable, match="--unsafe-no-isolation"):
+        gym.make("countdown", use_rg_scorer=True)
+    envs.get("rg:gcd")  # exact grading runs no third-party code: still available

@@ -15,7 +15,10 @@ Every dataset reasoning-gym registers becomes an environment named ``rg:<dataset
   exact comparison after trimming and collapsing whitespace: full credit on an exact match, none
   otherwise. reasoning-gym's own ``score_answer`` is never called unless asked for with
   ``make(dataset, use_rg_scorer=True)``: several of its scorers give partial credit and some run
-  ``eval`` on the answer (see docs/reasoning-gym.md).
+  ``eval`` on the answer (see docs/reasoning-gym.md). Then it runs only in the sandbox
+  (``worldsmith.sandbox``), one launch per batch of answers (``grade_many``, ``prefetch_grades``),
+  each answer in its own forked process with a wall clock, a CPU limit and a guard that scores 0
+  any answer whose scoring tried a side effect (a process, a write, the network).
 
 reasoning-gym is imported only when an ``rg:`` name is resolved, never by ``import worldsmith``.
 """
@@ -25,13 +28,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import json
 import math
+import os
 import random
+import sysconfig
 import threading
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from worldsmith.envs.contract import Environment, prompt_of
+from worldsmith.envs.answers import extract_answer
+from worldsmith.envs.contract import Environment, Instance, Score, prompt_of
 from worldsmith.envs.registry import UnknownEnvironment, register_family
+from worldsmith.sandbox import Limits, resolve_mode, run
 
 PREFIX = "rg"
 INSTALL_HINT = "reasoning-gym is not installed; pip install 'worldsmith[gym]'"
@@ -41,6 +50,22 @@ MAX_ANSWER_CHARS = 100_000
 GENERATION_ATTEMPTS = 4
 _PROBE_SEED = 1_000_003
 _MAX_METADATA_DEPTH = 40
+
+#: reasoning-gym's own scorer (``use_rg_scorer=True``) in the sandbox; every value PROPOSED.
+RG_SCORE_WALL_S = 5.0  # wall clock of one answer's scoring (its own forked process)
+RG_SCORE_CPU_S = 5  # CPU seconds of one answer's scoring
+RG_SCORE_BATCH = 256  # most answers per sandbox launch
+RG_SETUP_S = 60.0  # importing reasoning-gym and rebuilding a batch's items, per launch
+RG_MEMORY_MB = 2048  # address space: reasoning-gym imports numpy and sympy
+
+#: The program the sandbox runs: the in-sandbox scorer below, picked by the harness.
+_SCORER_PROGRAM = """
+from worldsmith.envs.gym import InSandboxScorer
+
+
+class ReasoningGymScorer(InSandboxScorer):
+    pass
+"""
 
 
 class ReasoningGymUnavailable(ImportError):
@@ -329,18 +354,164 @@ class ReasoningGymEnvironment(Environment):
 
     def score(self, instance: dict, answer: str) -> float:
         if self.use_rg_scorer:
-            return self._rg_score(instance, answer)
+            verdict = self._sandbox_scores([(instance, answer)])[_key(instance, answer)]
+            if verdict.reason.startswith(_SCORER_FAILED):
+                raise RuntimeError(verdict.reason)
+            return verdict.value
         reference = instance["answer"]
         if reference is None:
             return 0.0
         return float(normalize(answer) == normalize(reference))
 
-    def _rg_score(self, instance: dict, answer: str) -> float:
-        """reasoning-gym's own scorer, on the item regenerated exactly (metadata included)."""
-        source = _source(self.dataset)
-        levels = tuple((attr, int(level)) for attr, level in instance["levels"].items())
-        dataset = source.template(levels).make(int(instance["rg_seed"]))
-        entry = dataset[0]
+    # --- reasoning-gym's scorer, in the sandbox ------------------------------------------------
+    def grade(self, instance: Instance | dict, response: object) -> Score:
+        """The contract's grade; with ``use_rg_scorer`` one sandbox run (or a verdict
+        ``prefetch_grades`` left). Never raises."""
+        if not self.use_rg_scorer:
+            return super().grade(instance, response)
+        return self.grade_many([instance], [response])[0]
+
+    def grade_many(self, instances: Sequence[Instance | dict], responses: Sequence[object]) -> list[Score]:
+        """Grade a batch: trusted extraction here, then (``use_rg_scorer``) one sandbox launch per
+        ``RG_SCORE_BATCH`` distinct answers. Never raises; failures score 0 with a reason."""
+        if not self.use_rg_scorer:
+            return [super(ReasoningGymEnvironment, self).grade(i, r) for i, r in zip(instances, responses)]
+        verdicts: list[Score | None] = []
+        pending: list[tuple[dict, str]] = []
+        for inst, response in zip(instances, responses):
+            data, answer, failed = self._answer_of(inst, response)
+            if failed is not None:
+                verdicts.append(failed)
+                continue
+            known = self._prefetched.get(_key(data, answer))
+            verdicts.append(known)
+            if known is None:
+                pending.append((data, answer))
+        scored = self._sandbox_scores(pending) if pending else {}
+        out = []
+        for verdict, (inst, response) in zip(verdicts, zip(instances, responses)):
+            if verdict is None:
+                data, answer, _ = self._answer_of(inst, response)
+                verdict = scored[_key(data, answer)]
+            out.append(verdict)
+        return out
+
+    def prefetch_grades(self, instances: Sequence[Instance | dict], responses: Sequence[object]) -> None:
+        """Score a batch now (one launch per ``RG_SCORE_BATCH`` answers) so that the ``grade``
+        calls for the same pairs read the verdicts; the latest batch is kept. Never raises."""
+        if not self.use_rg_scorer:
+            return
+        pairs = []
+        for inst, response in zip(instances, responses):
+            data, answer, failed = self._answer_of(inst, response)
+            if failed is None:
+                pairs.append((data, answer))
+        self._prefetched = self._sandbox_scores(pairs) if pairs else {}
+
+    def _answer_of(self, instance: Instance | dict, response: object) -> tuple[dict, str, Score | None]:
+        data = instance.data if isinstance(instance, Instance) else instance
+        if not isinstance(data, dict):
+            return {}, "", Score(0.0, False, "instance data is not a JSON object")
+        try:
+            answer, why = extract_answer(response, allow_boxed=self.allow_boxed, max_answer_chars=self.max_answer_chars)
+        except Exception as exc:
+            return data, "", Score(0.0, False, f"extraction failed: {type(exc).__name__}")
+        if answer is None:
+            return data, "", Score(0.0, False, why)
+        return data, answer, None
+
+    _prefetched: dict = {}
+    #: Sandbox launches this environment object made (one per batch of answers).
+    sandbox_runs: int = 0
+
+    def _sandbox_scores(self, pairs: list[tuple[dict, str]]) -> dict[tuple[str, str], Score]:
+        """reasoning-gym's ``score_answer`` on distinct (instance, answer) pairs, in the sandbox."""
+        todo = {_key(data, answer): (data, answer) for data, answer in pairs}
+        items = list(todo.items())
+        out: dict[tuple[str, str], Score] = {}
+        for start in range(0, len(items), RG_SCORE_BATCH):
+            chunk = items[start:start + RG_SCORE_BATCH]
+            limits = Limits(wall_s=RG_SETUP_S + RG_SCORE_WALL_S * len(chunk), cpu_s=int(RG_SETUP_S),
+                            memory_mb=RG_MEMORY_MB, result_bytes=4 * 1024 * 1024)
+            task = {"op": "score_many", "items": [[data, answer] for _, (data, answer) in chunk],
+                    "isolate": {"wall_s": RG_SCORE_WALL_S, "cpu_s": RG_SCORE_CPU_S, "guard": True}}
+            self.sandbox_runs += 1
+            try:
+                res = run(_SCORER_PROGRAM, task, limits, resolve_mode("auto"), paths=_site_paths())
+            except Exception as exc:  # SandboxUnavailable, a missing folder: nothing was scored
+                for key, (_, answer) in chunk:
+                    out[key] = Score(0.0, False, f"{_SCORER_FAILED}: {_one_line(exc)}"[:300], answer)
+                continue
+            if not res.ok or type(res.value) is not list or len(res.value) != len(chunk):
+                why = f"{res.status}: {res.reason}" if not res.ok else "malformed result"
+                for key, (_, answer) in chunk:
+                    out[key] = Score(0.0, False, f"{_SCORER_FAILED} ({why})"[:300], answer)
+                continue
+            for (key, (_, answer)), entry in zip(chunk, res.value):
+                out[key] = _verdict(entry, answer)
+        return out
+
+
+_SCORER_FAILED = "reasoning-gym's scorer could not run"
+
+
+def _key(data: dict, answer: str) -> tuple[str, str]:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")), answer
+
+
+def _verdict(entry: object, answer: str) -> Score:
+    """One isolated ``score_many`` entry as a ``Score``: a plain finite number in [0, 1] counts
+    (partial credit included); an error, a refused side effect or a timeout scores 0 with why."""
+    if type(entry) is dict and set(entry) == {"value"}:
+        value = entry["value"]
+        if type(value) in (int, float) and math.isfinite(value) and 0.0 <= value <= 1.0:
+            passed = value == 1.0
+            reason = "correct" if passed else ("partial credit" if value > 0 else "incorrect")
+            return Score(float(value), passed, reason, answer)
+        return Score(0.0, False, f"reasoning-gym's scorer returned {str(value)[:40]!r}, not a number in [0, 1]", answer)
+    if type(entry) is dict and set(entry) == {"error", "message"}:
+        return Score(0.0, False, f"reasoning-gym's scorer: {str(entry['error'])[:60]}: {str(entry['message'])[:200]}",
+                     answer)
+    return Score(0.0, False, "reasoning-gym's scorer: invalid entry from the sandbox", answer)
+
+
+def _site_paths() -> tuple[str, ...]:
+    """The folders the sandbox binds read-only so reasoning-gym and its dependencies import."""
+    import reasoning_gym
+
+    found = [os.path.dirname(os.path.dirname(os.path.abspath(reasoning_gym.__file__)))]
+    found += [sysconfig.get_paths()[k] for k in ("purelib", "platlib")]
+    return tuple(p for p in dict.fromkeys(os.path.realpath(p) for p in found) if os.path.isdir(p))
+
+
+class InSandboxScorer(Environment):
+    """reasoning-gym's own ``score_answer``, for the sandbox only: the harness runs it in a forked
+    process per answer, after ``prepare_scoring`` rebuilt the batch's items once."""
+
+    name = "rg:scorer"
+    description = "reasoning-gym's score_answer on items regenerated from (dataset, levels, rg_seed)"
+
+    def __init__(self) -> None:
+        self._items: dict[tuple, tuple[Any, dict]] = {}
+
+    def _item(self, instance: dict) -> tuple[Any, dict]:
+        levels = tuple((str(attr), int(level)) for attr, level in instance["levels"].items())
+        key = (str(instance["dataset"]), levels, int(instance["rg_seed"]))
+        found = self._items.get(key)
+        if found is None:
+            dataset = _source(key[0]).template(levels).make(key[2])
+            found = self._items[key] = (dataset, dataset[0])
+        return found
+
+    def prepare_scoring(self, instances: list) -> None:
+        for instance in instances:
+            try:
+                self._item(instance)
+            except Exception:  # the item's own scoring reports it
+                pass
+
+    def score(self, instance: dict, answer: str) -> float:
+        dataset, entry = self._item(instance)
         return float(dataset.score_answer(answer, entry))
 
 
@@ -361,9 +532,13 @@ def make(dataset: str, *, use_rg_scorer: bool = False) -> ReasoningGymEnvironmen
     """The environment ``rg:<dataset>``.
 
     ``use_rg_scorer=True`` grades with reasoning-gym's ``score_answer`` instead of exact matching:
-    partial credit, and for some datasets ``eval`` of the answer text. Opt in knowingly.
+    partial credit, and for some datasets ``eval`` of the answer text, so it runs only in the
+    sandbox (raises ``SandboxUnavailable`` where no isolation works and the user did not opt in
+    to unisolated runs).
     """
     factory = _factory()
+    if use_rg_scorer:
+        resolve_mode("auto")
     if not isinstance(dataset, str) or dataset not in factory.DATASETS:
         names = list(factory.DATASETS)
         close = difflib.get_close_matches(str(dataset), names, n=3, cutoff=0.6) if isinstance(dataset, str) else []
