@@ -62,3 +62,51 @@ def test_envs_check_passes_a_seed_environment():
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert report["passed"] and all(c["passed"] for c in report["checks"])
+
+
+# --- commands that run untrusted code: no isolation, no run, unless the user opts in ---------------------
+
+CANDIDATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "src", "worldsmith", "synth", "corpus", "base_conversion.py")
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "synth_corpus.yaml")
+
+
+def run_without_bwrap(*args):
+    """The command on a machine where bwrap cannot run: PATH without it, no opt-in in the environment."""
+    from conftest import _path_without_bwrap
+
+    from worldsmith.sandbox import UNSAFE_ENV
+
+    env = {k: v for k, v in os.environ.items() if k != UNSAFE_ENV}
+    env.update(PATH=_path_without_bwrap(), PYTHONWARNINGS="ignore")
+    return subprocess.run([*BIN, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.parametrize("args, prefix", [
+    (("validate", CANDIDATE), "validate"),
+    (("synth", "funnel", "--out", "{tmp}/funnel", "--limit", "1"), "synth funnel"),
+    (("synth", CONFIG, "--out", "{tmp}/run"), "synth"),
+    (("audit", "env", CANDIDATE), f"audit env {CANDIDATE}"),
+])
+def test_commands_refuse_untrusted_code_without_isolation(tmp_path, args, prefix):
+    from worldsmith.sandbox import NO_ISOLATION
+
+    out = run_without_bwrap(*[a.format(tmp=tmp_path) for a in args])
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1] == f"error: {prefix}: {NO_ISOLATION}"
+    assert "Traceback" not in out.stderr and "--unsafe-no-isolation" in out.stderr
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_the_opt_in_flag_runs_in_fallback_mode_with_its_warning():
+    out = run_without_bwrap("validate", CANDIDATE, "--unsafe-no-isolation", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "sandbox fallback mode: accident protection, not a security boundary" in out.stderr
+    verdict = json.loads(out.stdout)
+    assert verdict["admitted"] is True and verdict["isolation"] == "fallback"
+
+
+def test_commands_that_run_untrusted_code_list_the_opt_in_flag():
+    for args in (("validate", "-h"), ("synth", "funnel", "-h"), ("audit", "env", "-h")):
+        assert "--unsafe-no-isolation" in run(*args).stdout, args
+    assert "--unsafe-no-isolation" in run("synth", "--help").stdout

@@ -161,7 +161,7 @@ def cmd_funnel(args: argparse.Namespace) -> int:
 def cmd_synth_run(args: argparse.Namespace) -> int:
     from worldsmith import configuration
     from worldsmith.policy.http_backend import HTTPBackendError
-    from worldsmith.sandbox import SandboxUnavailable
+    from worldsmith.sandbox import SandboxUnavailable, resolve_mode
     from worldsmith.synth.archive import ArchiveError
     from worldsmith.synth.loop import SynthConfig, synth_run
 
@@ -170,6 +170,10 @@ def cmd_synth_run(args: argparse.Namespace) -> int:
         cfg = configuration.load(SynthConfig, args.config, args.overrides)
     except configuration.ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
+    try:  # refuse before any model is built
+        resolve_mode(cfg.synth.funnel.mode)
+    except SandboxUnavailable as exc:
+        raise UsageError(f"synth: {exc}") from None
     print(f"worldsmith synth: {cfg.synth.proposer} proposer, {len(cfg.pool)} seed environments, "
           f"{cfg.train.steps} steps -> {args.out}")
     try:
