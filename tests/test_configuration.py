@@ -33,6 +33,20 @@ def test_yaml_and_overrides(tmp_path):
         ("train.steps=x", "train.steps: Input should be a valid integer"),
         ("train.loss_cfg.aggregation=mean", "train.loss_cfg.aggregation"),
         ("nokey", "not key=value"),
+        # values that used to pass validation and fail mid-run
+        ("optim.lr=.inf", "optim.lr: must be a finite number, got inf"),
+        ("optim.lr=1e308", "optim.lr: Input should be less than or equal to 1"),
+        ("sampling.temperature=.inf", "sampling.temperature: must be a finite number, got inf"),
+        ("train.failure_reward=.nan", "train.failure_reward: must be a finite number, got nan"),
+        ("pool=[{name: gcd_euclid, difficulty: .nan}]", "pool.0.difficulty: must be a finite number"),
+        ("pool=[{name: gcd_euclid, weight: 0}]", "pool: every entry has weight 0"),
+        ("pool=[{name: gcd_euclid}, {name: gcd_euclid, difficulty: 0.5}]",
+         "pool: environment 'gcd_euclid' appears more than once"),
+        ("model.tiny.num_heads=3", "model.tiny: hidden_size 64 must split into num_heads 3 heads"),
+        ("model.tiny.num_heads=64", "of an even size"),
+        ("train.seed=99999999999999999999999", "train.seed: Input should be less than 9223372036854775808"),
+        ("train.seed=-1", "train.seed: Input should be greater than or equal to 0"),
+        ("sampling.max_new_tokens=600", "sampling.max_new_tokens = 600 leaves no room for the prompt"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -63,6 +77,11 @@ def test_shipped_configs_validate():
         (["eval", "--model", "/nonexistent", "--env", "gcd_euclid"], "--model"),
         (["eval", "--model", "/nonexistent", "--env", "gcd_euclid@2"], "difficulty"),
         (["quickstart", "train.steps=0"], "train.steps"),
+        (["eval", "--model", "/nonexistent", "--env", "gcd_euclid", "--temperature", "-1"], "--temperature"),
+        (["eval", "--model", "/nonexistent", "--env", "gcd_euclid", "--temperature", "inf"], "--temperature"),
+        (["train", "configs/grpo_arithmetic.yaml", "--out", "x", "optim.lr=inf"], "optim.lr: Input should be"),
+        (["train", "configs/grpo_arithmetic.yaml", "--out", "x", "train.failure_reward=nan"],
+         "train.failure_reward: Input should be a finite number"),
     ],
 )
 def test_cli_config_errors_are_one_line(args, fragment):

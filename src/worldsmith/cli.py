@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import NoReturn
 
@@ -233,6 +234,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -286,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", required=True, help="NAME or NAME@DIFFICULTY; repeatable")
     p.add_argument("--instances", type=_positive_int, default=256)
     p.add_argument("--samples", type=_positive_int, default=4)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=_temperature, default=1.0, help="> 0 (sampled completions)")
     p.add_argument("--max-new-tokens", type=_positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")

@@ -5,6 +5,7 @@ Every config model forbids unknown keys, so a typo is caught before any work sta
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ class ConfigError(ValueError):
 class Strict(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -61,7 +62,24 @@ def _one_line(exc: ValidationError) -> str:
     return f"{key}: {err['msg'].removeprefix('Value error, ')}{more}"
 
 
+def _non_finite(data: Any, path: tuple[str, ...] = ()) -> tuple[str, float] | None:
+    """The first float in ``data`` (nested dicts and lists) that is NaN or infinite, with its key."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return ".".join(path) or "<root>", data
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found = _non_finite(value, (*path, str(key)))
+        if found:
+            return found
+    return None
+
+
 def build(model: type[M], data: dict) -> M:
+    """Validate ``data`` as ``model``; every problem is one ``ConfigError`` line naming the key.
+    No setting takes NaN or an infinity: they would pass range checks and fail mid-run."""
+    found = _non_finite(data)
+    if found:
+        raise ConfigError(f"{found[0]}: must be a finite number, got {found[1]}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -44,6 +44,13 @@ class TinyModelConfig(BaseModel):
     intermediate_size: int = Field(256, ge=8)
     max_position_embeddings: int = Field(512, ge=16)
     tie_word_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> TinyModelConfig:
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(f"hidden_size {self.hidden_size} must split into num_heads {self.num_heads} heads "
+                             "of an even size (rotary embeddings rotate pairs)")
+        return self
 
 
 class LoraOptions(BaseModel):

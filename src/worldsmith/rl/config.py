@@ -19,7 +19,7 @@ class ModelSection(Strict):
     path: str | None = Field(None, description="A local HF model folder; None builds the tiny model below.")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Shape of the tiny model.")
     lora: LoraOptions | None = Field(None, description="Train a LoRA adapter instead of all weights.")
-    init_seed: int = Field(0, description="Seed of the tiny model's random initialisation.")
+    init_seed: int = Field(0, ge=0, lt=2**63, description="Seed of the tiny model's random initialisation.")
 
 
 class CUTSSection(Strict):
@@ -61,13 +61,13 @@ class ShapingSection(Strict):
 class SFTSection(Strict):
     examples: int = Field(0, ge=0, description="Warm-start examples from the pool's environments (0 = no SFT).")
     epochs: int = Field(1, ge=1, description="Passes over the SFT examples.")
-    lr: float = Field(3e-3, gt=0.0, description="SFT learning rate (AdamW, constant).")
+    lr: float = Field(3e-3, gt=0.0, le=1.0, description="SFT learning rate (AdamW, constant).")
     batch_size: int = Field(64, ge=1, description="SFT batch size.")
     with_steps: bool = Field(True, description="Train on environments' step traces before the answer, where they have one.")
 
 
 class OptimSection(Strict):
-    lr: float = Field(1e-4, gt=0.0, description="Peak learning rate (AdamW).")
+    lr: float = Field(1e-4, gt=0.0, le=1.0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
     schedule: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay after warm-up.")
@@ -95,7 +95,7 @@ class TrainSection(Strict):
     checkpoint_every: int = Field(25, ge=0, description="Steps between checkpoints (0 = only at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
     eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0 = none during training).")
-    seed: int = Field(0, description="Seeds sampling, the pool and the data order.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seeds sampling, the pool and the data order.")
 
     @field_validator("advantage", "loss")
     @classmethod
@@ -142,6 +142,10 @@ class RunConfig(Strict):
                              f"train.group_size = {g}")
         if self.sampling.cuts.enabled and self.sampling.temperature == 0:
             raise ValueError("sampling.cuts: CUTS draws at random; it needs sampling.temperature > 0")
+        context = self.model.tiny.max_position_embeddings
+        if self.model.path is None and self.sampling.max_new_tokens >= context:
+            raise ValueError(f"sampling.max_new_tokens = {self.sampling.max_new_tokens} leaves no room for the "
+                             f"prompt in the tiny model's context of {context} tokens")
         return self
 
     @field_validator("pool")
@@ -151,6 +155,12 @@ class RunConfig(Strict):
 
         if not pool:
             raise ValueError("the pool needs at least one environment")
+        names = [entry.name for entry in pool]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"environment {twice[0]!r} appears more than once; give each environment one entry")
+        if not sum(entry.weight for entry in pool) > 0:
+            raise ValueError("every entry has weight 0; at least one needs a positive weight")
         for entry in pool:
             try:
                 envs.get(entry.name)
