@@ -8,7 +8,19 @@ SEED ?= 0
 
 .PHONY: setup test test-slow demo demo-synth lint bench clean
 
+BWRAP_WORKS := bwrap --ro-bind / / --unshare-all true 2>/dev/null
+BWRAP_NOTE := note: bubblewrap (bwrap) does not work here, so validate, synth and audit env FILE refuse \
+	untrusted programs. Install it (sudo apt-get install bubblewrap; it also needs unprivileged user \
+	namespaces), or accept the risk per command with --unsafe-no-isolation (docs/sandbox.md).
+
+# untrusted programs run in bubblewrap: installed here when root with apt-get, otherwise a note (never fails)
 setup: $(STAMP)
+	@if $(BWRAP_WORKS); then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! command -v bwrap >/dev/null 2>&1; then \
+	  echo "installing bubblewrap with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || true; \
+	  if $(BWRAP_WORKS); then echo "bubblewrap works"; else echo "$(BWRAP_NOTE)"; fi; \
+	else echo "$(BWRAP_NOTE)"; fi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
