@@ -10,6 +10,8 @@ from importlib import resources
 
 import pytest
 
+from worldsmith.audit.files import audit_file
+from worldsmith.audit.redteam import RedTeamConfig, format_report
 from worldsmith.synth.corpus import CorpusItem, load
 from worldsmith.synth.gates import GATE_NAMES, GateConfig, lint, validate
 
@@ -69,6 +71,44 @@ def test_programs_other_than_l1_rejects_pass_lint(item):
 @pytest.mark.parametrize("name", FAST_SUBSET)
 def test_fast_subset_small_config(name):
     check(BY_NAME[name], SMALL)
+
+
+#: Problems with many valid answers: correct verifiers (positions in any order, any proper
+#: colouring, any satisfying assignment) and weak ones (the count only, the colour range only, the
+#: constraint never checked).
+MANY_VALID = (
+    "subset_positions",
+    "coloring_any_proper",
+    "sat_true_variables",
+    "bug_subset_count_only",
+    "bug_coloring_range_only",
+    "bug_sat_unchecked",
+)
+AUDIT = RedTeamConfig(instances=16, difficulties=(0.5, 1.0))
+
+
+@pytest.mark.parametrize("name", MANY_VALID)
+def test_verifiers_of_many_valid_answers_are_admitted_or_rejected(name):
+    item = BY_NAME[name]
+    assert item.source.count('oracle = "feasibility"') == 1
+    check(item, SMALL)
+    if item.expected == "reject":
+        verdict = validate(item.source, SMALL)
+        assert "random answers of the reference's shape" in verdict.gates[-1].reason
+
+
+@pytest.mark.parametrize("name", MANY_VALID)
+def test_verifiers_of_many_valid_answers_audit_clean_or_flagged(name):
+    item = BY_NAME[name]
+    path = resources.files("worldsmith.synth.corpus").joinpath(f"{name}.py")
+    (report,) = audit_file(str(path), AUDIT, timeout_s=120)
+    strategies = {s.name: s for s in report.strategies}
+    if item.expected == "admit":
+        assert not report.flagged, format_report(report)
+        assert strategies["random_answer"].attempts >= 32
+    else:
+        assert strategies["random_answer"].flagged and strategies["random_answer"].pass_rate == 1.0, \
+            format_report(report)
 
 
 def test_fast_subset_is_representative():

@@ -96,7 +96,8 @@ def audit_file(path: str | os.PathLike, cfg: RedTeamConfig | None = None, timeou
 
 _NUMBER = (int, float)
 _REPORT_TYPES = {"env": str, "oracle": str, "instances": int, "threshold": _NUMBER, "reward_threshold": _NUMBER,
-                 "isolation": str, "side_effect": bool, "slow_grades": int, "seconds": _NUMBER}
+                 "isolation": str, "side_effect": bool, "slow_grades": int, "seconds": _NUMBER,
+                 "constant_threshold": _NUMBER}
 _STRATEGY_TYPES = {"name": str, "summary": str, "worst": str, "flagged": bool}
 _VARIANT_TYPES = {"variant": str, "attempts": int, "passes": int, "reward": _NUMBER, "errors": int,
                   "max_seconds": _NUMBER, "example": str}
