@@ -570,6 +570,17 @@ def test_cli_builtin_clean_exit_0():
     assert report["env"] == "arithmetic_chain" and report["flagged"] is False
 
 
+def test_cli_constant_threshold():
+    # 16 instances with distinct references: each most common reference is right once, 1/16 > 0.05
+    out = _cli("arithmetic_chain", "--instances", "8", "--json", "--constant-threshold", "0.05")
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert report["constant_threshold"] == 0.05
+    assert [s["name"] for s in report["strategies"] if s["flagged"]] == ["constant_answer"]
+    out = _cli("arithmetic_chain", "--instances", "8", "--constant-threshold", "2")
+    assert out.returncode == 2 and "--constant-threshold" in out.stderr
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("no_such_env",), "unknown environment"),
     (("arithmetic_chain", "--skip", "bogus"), "unknown strategy"),

@@ -25,7 +25,7 @@ def _audit_config(args: argparse.Namespace):
     from worldsmith.audit.redteam import RedTeamConfig
 
     values = {"instances": args.instances, "threshold": args.threshold, "reward_threshold": args.reward_threshold,
-              "skip": args.skip or []}
+              "constant_threshold": args.constant_threshold, "skip": args.skip or []}
     if args.difficulty:
         values["difficulties"] = tuple(args.difficulty)
     try:
@@ -99,6 +99,8 @@ def register(sub) -> None:
     p.add_argument("--difficulty", type=cli._difficulty, action="append", help="difficulty to audit; repeatable (default 0.5 and 1)")
     p.add_argument("--threshold", type=cli._difficulty, default=0.05, help="flag a strategy passing more often than this")
     p.add_argument("--reward-threshold", type=cli._difficulty, default=0.05, help="flag a strategy earning more mean reward")
+    p.add_argument("--constant-threshold", type=cli._difficulty, default=0.3,
+                   help="flag one constant answer passing on more than this share of all instances")
     p.add_argument("--skip", action="append", metavar="STRATEGY[:VARIANT]", help="leave out; repeatable")
     p.add_argument("--timeout", type=float, default=300.0, help="wall-clock limit of a FILE.py audit, seconds")
     p.add_argument("--json", action="store_true", help="one JSON report per line")

@@ -11,12 +11,19 @@ here, on the trusted side, from the plain JSON the sandbox returns, with type-st
   difficulty, in one run within the time and memory limits; instance, prompt and reference sizes.
 - L3 determinism: the same (seed, difficulty) twice in one run and again in a fresh process
   gives identical JSON.
-- L4 non-triviality: instances differ across seeds and difficulty changes the instance.
-- L5 scorer contract: the reference scores exactly 1; near misses, malformed, empty, sprayed,
-  tolerance-abusing and type-mismatched answers score 0; the prompt does not give the reference
-  away; every score is a finite JSON number in [0, 1]. The answers are scored in batches
-  (``score_many``, one run per ``score_batch`` answers) and the references are scored again at the
-  end of the probe run, so a scorer that changes its verdict within a process is rejected.
+- L4 non-triviality: instances differ across seeds, references differ across seeds (compared as
+  values: a constant answer must not win), and difficulty changes the instance.
+- L5 scorer contract: the reference scores exactly 1; malformed, empty, sprayed, tolerance-abusing
+  and type-mismatched answers score 0; the prompt does not give the reference away; every score is
+  a finite JSON number in [0, 1]. Equality oracles: near misses, random answers of the reference's
+  shape and other instances' answers score 0 too. Feasibility oracles (many valid answers; the
+  scorer is a verifier): a changed answer may be another valid one, so near misses are not judged;
+  random answers of the reference's shape and other instances' answers, which a correct verifier
+  accepts only by chance, may pass at most ``max_chance_pass_fraction`` of the time. A probe that
+  is the reference written another way ("00" for "0") is the right answer and is not sent. The
+  answers are scored in batches (``score_many``, one run per ``score_batch`` answers) and the
+  references are scored again at the end of the probe run, so a scorer that changes its verdict
+  within a process is rejected.
 
 Gates run in order; once one fails, the later ones are marked skipped (the spec's "first failure
 stops the check").
