@@ -92,3 +92,20 @@ def test_cli_config_errors_are_one_line(args, fragment):
                          timeout=120, cwd=root)
     assert out.returncode == 2, out.stderr
     assert fragment in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_a_generation_budget_past_a_local_models_context_is_one_line(tmp_path):
+    import pathlib
+
+    from worldsmith.policy.model import TinyModelConfig, build_tiny_model, save_policy
+    from worldsmith.policy.tokenizer import build_char_tokenizer
+
+    tok = build_char_tokenizer()
+    save_policy(build_tiny_model(tok, TinyModelConfig(max_position_embeddings=64)), tok, tmp_path / "m")
+    root = pathlib.Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "-m", "worldsmith.cli", "train", "configs/grpo_arithmetic.yaml",
+                          "--out", str(tmp_path / "run"), f"model.path={tmp_path / 'm'}",
+                          "sampling.max_new_tokens=100"], capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 2, out.stderr
+    assert "sampling.max_new_tokens = 100 leaves no room" in out.stderr and "(64 tokens)" in out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr

@@ -151,12 +151,15 @@ def _print_before_after(summary: dict) -> None:
 
 
 def _run_training(cfg, out, resume, evaluate_before):
+    from worldsmith.configuration import ConfigError
     from worldsmith.recipes import train_run
 
     try:
         return train_run(cfg, out, resume=resume, evaluate_before=evaluate_before)
     except (FileExistsError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    except ConfigError as exc:
+        raise UsageError(f"config: {exc}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:

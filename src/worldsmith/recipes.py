@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from worldsmith.configuration import dump
+from worldsmith.configuration import ConfigError, dump
 from worldsmith.eval.runner import evaluate
 from worldsmith.policy.hf_backend import HFBackend
 from worldsmith.policy.model import build_tiny_model, load_policy, save_policy
@@ -30,7 +30,11 @@ def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
     if saved.is_dir():
         return load_policy(saved, progress=progress)
     if cfg.model.path:
-        model, tokenizer = load_policy(cfg.model.path, lora=cfg.model.lora)
+        model, tokenizer = load_policy(cfg.model.path, lora=cfg.model.lora, progress=progress)
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context and cfg.sampling.max_new_tokens >= context:
+            raise ConfigError(f"sampling.max_new_tokens = {cfg.sampling.max_new_tokens} leaves no room for the "
+                              f"prompt in the context of {cfg.model.path} ({context} tokens)")
     else:
         tokenizer = build_char_tokenizer()
         model = build_tiny_model(tokenizer, cfg.model.tiny, seed=cfg.model.init_seed)

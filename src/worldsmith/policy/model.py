@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Literal
@@ -140,17 +141,19 @@ def load_policy(
 
     With ``lora``, the loaded model is wrapped in a fresh trainable LoRA adapter. A folder holding
     a saved adapter is loaded as base + adapter (trainable), and ``lora`` is then not applied again.
-    ``progress=False`` hides transformers' weight-loading bar.
+    ``progress=False`` hides transformers' weight-loading bar; so does a standard error that is not
+    a terminal (a log file gets no carriage-return updates).
     """
     from transformers.utils import logging as hf_logging
 
     shown = hf_logging.is_progress_bar_enabled()
-    if not progress:
+    hide = not (progress and sys.stderr.isatty())
+    if hide:
         hf_logging.disable_progress_bar()
     try:
         return _load_policy(path, lora, dtype, device)
     finally:
-        if shown and not progress:
+        if shown and hide:
             hf_logging.enable_progress_bar()
 
 
