@@ -73,10 +73,44 @@ def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = RunDir(out)
-    if not resume and (run.metrics_path.exists() or run.latest_checkpoint()):
-        raise FileExistsError(f"{run.root} already holds a run; pass --resume to continue it or choose another --out")
+    left = [name for name in RUN_ARTEFACTS if (run.root / name).exists()]
+    if not resume and left:
+        raise FileExistsError(f"{run.root} already holds a run ({left[0]}); pass --resume to continue it or "
+                              "choose another --out")
+    if resume and (run.root / "config.yaml").is_file():
+        _same_model(cfg, run.root / "config.yaml")
     dump(cfg, run.root / "config.yaml")
     return run
+
+
+#: What a run leaves in its folder, from its first moments on: a new run never starts among them.
+RUN_ARTEFACTS = ("config.yaml", "policy_init", "sft.json", "eval_before.json", "metrics.jsonl", "checkpoints",
+                 "funnel.jsonl", "archive.sqlite", "policy", "summary.json")
+
+
+def _flat(data, prefix: str = "") -> dict:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict = {}
+    for key, value in data.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _same_model(cfg: RunConfig, saved_path: pathlib.Path) -> None:
+    """Refuse to resume a run whose policy was built from another ``model`` section (the saved
+    weights would not be the configured model)."""
+    import yaml
+
+    try:
+        saved = (yaml.safe_load(saved_path.read_text()) or {}).get("model") or {}
+    except (yaml.YAMLError, AttributeError):
+        raise FileExistsError(f"{saved_path}: not a readable run config; cannot resume this folder") from None
+    old, new = _flat(saved), _flat(cfg.model.model_dump(mode="json"))
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise FileExistsError(f"--resume: the run in {saved_path.parent} was built with model.{key} = "
+                                  f"{old.get(key)!r}, not {new.get(key)!r}; resume it with its own config")
 
 
 def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, progress: bool = True,
