@@ -47,6 +47,12 @@ def test_envs_show_each_environment(name):
         (("envs", "check", "nope"), "unknown environment"),
         (("envs",), "required"),
         (("frobnicate",), "invalid choice"),
+        (("envs", "check", "arithmetic_chain", "--seeds", "0"), "--seeds: must be a positive integer"),
+        (("audit", "game", "compliance", "--secure", "--both", "--out", "x"), "not allowed with argument --secure"),
+        (("audit", "game", "compliance", "--steps", "1", "--out", "x", "train.steps=2"),
+         "train.steps is set by --steps"),
+        (("audit", "game", "compliance", "--seed", "1", "--out", "x", "train.seed=2"), "set by --seed"),
+        (("audit", "game", "compliance", "--out", __file__), "is a file, not a folder"),
     ],
 )
 def test_bad_input_is_a_one_line_error_with_exit_2(args, fragment):

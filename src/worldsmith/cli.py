@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_envs_tour)
     p = envs_sub.add_parser("check", help="run the contract battery on one environment")
     p.add_argument("name")
-    p.add_argument("--seeds", type=int, default=30, help="seeds per difficulty")
+    p.add_argument("--seeds", type=_positive_int, default=30, help="seeds per difficulty (at least 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_envs_check)
 

@@ -81,9 +81,21 @@ def cmd_audit_env(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else 0
 
 
+#: Run-config keys that ``audit game`` sets from its own flags; an override may not contradict them.
+GAME_FLAG_KEYS = {"train.steps": "--steps", "train.seed": "--seed", "model.init_seed": "--seed"}
+
+
 def cmd_audit_game(args: argparse.Namespace) -> int:
+    import pathlib
+
     from worldsmith.audit.games.train import run_game_cli
 
+    for text in args.overrides:
+        key = text.partition("=")[0].strip()
+        if key in GAME_FLAG_KEYS:
+            raise UsageError(f"audit game: {key} is set by {GAME_FLAG_KEYS[key]}; use {GAME_FLAG_KEYS[key]} instead")
+    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+        raise UsageError(f"audit game: --out {args.out} is a file, not a folder")
     return run_game_cli(args)
 
 
@@ -109,8 +121,9 @@ def register(sub) -> None:
 
     p = audit_sub.add_parser("game", help="train the tiny policy on a vulnerability game; plot ITP and ER")
     p.add_argument("name", help="compliance, self_grading, proxy_metric or tampering")
-    p.add_argument("--secure", action="store_true", help="train the secure twin (default: the vulnerable game)")
-    p.add_argument("--both", action="store_true", help="train the vulnerable game, then its secure twin")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--secure", action="store_true", help="train the secure twin (default: the vulnerable game)")
+    which.add_argument("--both", action="store_true", help="train the vulnerable game, then its secure twin")
     p.add_argument("--steps", type=cli._positive_int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run folder (one sub-folder per variant)")
