@@ -13,43 +13,8 @@ opts in to unisolated runs. The suite must pass on both kinds of machine, so:
   opt-in back.
 """
 
-import atexit
-import os
-import shutil
-import tempfile
-
 import pytest
-
-
-def _path_without_bwrap() -> str:
-    """A folder of links to every program on PATH except bwrap (first one of each name wins)."""
-    shadow = tempfile.mkdtemp(prefix="ws-test-path-")
-    atexit.register(shutil.rmtree, shadow, True)
-    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        if not os.path.isdir(folder):
-            continue
-        for name in os.listdir(folder):
-            target = os.path.join(shadow, name)
-            if name != "bwrap" and not os.path.lexists(target):
-                os.symlink(os.path.join(folder, name), target)
-    return shadow
-
-
-if os.environ.get("WORLDSMITH_TEST_HIDE_BWRAP") == "1":
-    os.environ["PATH"] = _path_without_bwrap()
-
-from worldsmith import sandbox  # noqa: E402
-from worldsmith.sandbox import runner  # noqa: E402
-
-runner.bwrap_available.cache_clear()
-TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS = not sandbox.bwrap_available()
-if TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS:
-    sandbox.allow_unisolated()
-    os.environ[sandbox.UNSAFE_ENV] = "1"
-
-#: Skip marker for tests of the bwrap mode itself.
-needs_bwrap = pytest.mark.skipif(not sandbox.bwrap_available(),
-                                 reason="bubblewrap cannot run here (missing, hidden, or no user namespaces)")
+from isolation import path_without_bwrap, runner, sandbox
 
 
 @pytest.fixture
@@ -58,5 +23,5 @@ def no_isolation(monkeypatch):
     monkeypatch.setattr(runner, "bwrap_available", lambda: False)
     monkeypatch.setattr(runner, "_UNISOLATED_ALLOWED", False)
     monkeypatch.delenv(sandbox.UNSAFE_ENV, raising=False)
-    monkeypatch.setenv("PATH", _path_without_bwrap())
+    monkeypatch.setenv("PATH", path_without_bwrap())
     yield

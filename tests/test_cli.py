@@ -79,12 +79,12 @@ CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 def run_without_bwrap(*args):
     """The command on a machine where bwrap cannot run: PATH without it, no opt-in in the environment."""
-    from conftest import _path_without_bwrap
+    from isolation import path_without_bwrap
 
     from worldsmith.sandbox import UNSAFE_ENV
 
     env = {k: v for k, v in os.environ.items() if k != UNSAFE_ENV}
-    env.update(PATH=_path_without_bwrap(), PYTHONWARNINGS="ignore")
+    env.update(PATH=path_without_bwrap(), PYTHONWARNINGS="ignore")
     return subprocess.run([*BIN, *args], capture_output=True, text=True, timeout=300, env=env)
 
 

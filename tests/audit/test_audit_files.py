@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import needs_bwrap
+from isolation import needs_bwrap
 
 import worldsmith
 from worldsmith.audit import files
@@ -210,10 +210,10 @@ def test_cli_weak_file_exit_1_in_the_sandbox(tmp_path):
 
 def test_cli_without_isolation_refuses_then_runs_with_the_opt_in(tmp_path):
     """PATH without bwrap, no opt-in: exit 2 with one line; --unsafe-no-isolation: fallback + warning."""
-    from conftest import _path_without_bwrap
+    from isolation import path_without_bwrap
 
     path = str(_write(tmp_path, WEAK_FILE))
-    env = {"PATH": _path_without_bwrap()}
+    env = {"PATH": path_without_bwrap()}
     clean = {k: v for k, v in os.environ.items() if k != "WORLDSMITH_UNSAFE_NO_ISOLATION"}
     out = subprocess.run([sys.executable, "-m", "worldsmith.cli", "audit", "env", path, "--instances", "8"],
                          capture_output=True, text=True, timeout=180, env={**clean, **env})

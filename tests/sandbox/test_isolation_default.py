@@ -10,7 +10,7 @@ import time
 import warnings
 
 import pytest
-from conftest import needs_bwrap
+from isolation import needs_bwrap
 
 from worldsmith import sandbox
 from worldsmith.sandbox import FALLBACK_WARNING, NO_ISOLATION, Limits, SandboxUnavailable, resolve_mode, run
@@ -175,9 +175,9 @@ class UsesHelper(Environment):
 
 
 def test_the_suite_opted_in_only_where_bwrap_cannot_run():
-    import conftest
+    import isolation
 
-    assert conftest.TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS == (not sandbox.bwrap_available())
-    assert sandbox.unisolated_allowed() == conftest.TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS
-    assert os.environ.get(sandbox.UNSAFE_ENV) == ("1" if conftest.TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS else None)
+    assert isolation.TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS == (not sandbox.bwrap_available())
+    assert sandbox.unisolated_allowed() == isolation.TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS
+    assert os.environ.get(sandbox.UNSAFE_ENV) == ("1" if isolation.TEST_SUITE_OPTS_IN_TO_UNISOLATED_RUNS else None)
     assert sys.modules["worldsmith.sandbox.runner"].bwrap_available is sandbox.bwrap_available
