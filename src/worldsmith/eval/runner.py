@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from tqdm.auto import tqdm
-
 from worldsmith import envs
 from worldsmith.envs.contract import stable_hash
 from worldsmith.eval.metrics import EvalRecord, summarise
 from worldsmith.policy.backend import GenerationBackend, SamplingParams
+from worldsmith.progress import progress_bar
 
 
 def evaluate(
@@ -36,7 +35,7 @@ def evaluate(
     """
     records = []
     jobs = [(name, float(d)) for name, d in specs]
-    bar = tqdm(jobs, desc="eval", disable=not progress, dynamic_ncols=True, leave=False)
+    bar = progress_bar(jobs, desc="eval", disable=not progress, dynamic_ncols=True, leave=False)
     for name, difficulty in bar:
         env = environments[name] if environments is not None and name in environments else envs.get(name)
         seeds = [envs.split_seed("eval", i) for i in range(instances)]

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from worldsmith import envs
 from worldsmith.policy.model import encode_prompts, eos_token_ids
+from worldsmith.progress import progress_bar
 
 EnvSpec = tuple[str, float, float]  # (env name, difficulty, weight)
 
@@ -159,7 +159,7 @@ def train_sft(
     started = time.perf_counter()
     was_training = model.training
     model.train()
-    bar = tqdm(total=total, desc="sft", disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="sft", disable=not progress, leave=False)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from worldsmith.configuration import dump
 from worldsmith.envs.contract import Instance, stable_hash
@@ -31,6 +30,7 @@ from worldsmith.policy.hf_backend import (
     shares_prompts,
 )
 from worldsmith.policy.sampling import CUTS
+from worldsmith.progress import progress_bar
 from worldsmith.rl.advantages import call_advantage, get_advantage, mssr_shaping
 from worldsmith.rl.config import RunConfig
 from worldsmith.rl.cuts import cuts_rows, mixed_cuts_metrics
@@ -604,8 +604,8 @@ class Trainer:
         if self.tracker is not None and m.init_pass and self.step_index == 0 and not self.tracker.initialised:
             self._pending_metrics.update(self.initialise_tracker())
         rows = []
-        bar = tqdm(total=t.steps, initial=self.step_index, desc="train", disable=not (progress and main),
-                   dynamic_ncols=True)
+        bar = progress_bar(total=t.steps, initial=self.step_index, desc="train", disable=not (progress and main),
+                           dynamic_ncols=True)
         while self.step_index < t.steps:
             row = self.step(self.step_index)
             self.step_index += 1

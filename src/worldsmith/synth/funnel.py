@@ -425,7 +425,7 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     ``outcomes``, ``archive`` (the archive's status counts), ``isolation``, ``seconds`` and the
     output paths.
     """
-    from tqdm import tqdm
+    from worldsmith.progress import progress_bar
 
     cfg = cfg or FunnelConfig()
     out = Path(out_dir)
@@ -437,7 +437,7 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     started = time.monotonic()
     jsonl = out / "funnel.jsonl"
     with open(jsonl, "w", encoding="utf-8") as fh, \
-            tqdm(total=total, desc="funnel", unit="program", disable=not progress) as bar:
+            progress_bar(total=total, desc="funnel", unit="program", disable=not progress) as bar:
         index = 0
         for batch in _batches(proposer, cfg):
             for line in funnel.judge_batch(index, batch):
