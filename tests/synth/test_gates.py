@@ -339,3 +339,23 @@ def test_a_scorer_that_changes_within_a_process_is_rejected():
     code = mutate(EQUALITY, EQ_SCORE,
                   "        CALLS.append(1)\n        if len(CALLS) > 3:\n            return 0.0\n" + EQ_SCORE)
     rejected_at(code + "\nCALLS = []\n", "L5_scorer", "scored again", "not pure")
+
+
+def test_an_oversized_source_is_rejected_before_parsing_and_a_huge_file_is_never_read(tmp_path):
+    padded = textwrap.dedent(EQUALITY) + "#" * 50_000 + "\n"
+    verdict = validate(padded, FAST)
+    assert not verdict.admitted and verdict.failed_gate == "L1_parse" and verdict.runs == 0
+    assert verdict.gates[0].reason.startswith(f"source is {len(padded)} characters; the limit is 40000")
+    huge = tmp_path / "huge.py"
+    huge.write_text("x = 1\n" * 40_000)  # 240 kB: over 4 bytes x 40,000 characters
+    out = _cli(str(huge))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "is 240000 bytes; a candidate program has at most 40000 characters" in out.stderr
+
+
+def test_a_bad_timeout_names_the_flag_the_user_typed(tmp_path):
+    good = tmp_path / "good.py"
+    good.write_text(textwrap.dedent(EQUALITY))
+    out = _cli(str(good), "--timeout", "0")
+    assert out.returncode == 2 and out.stderr.startswith("error: validate: --timeout:"), out.stderr
+    assert "wall" not in out.stderr

@@ -26,7 +26,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     cli.apply_isolation_flag(args)
     if not os.path.isfile(args.file):
         raise UsageError(f"validate: no such file: {args.file}")
+    limit = GateConfig.model_fields["max_source_chars"].default
     try:
+        size = os.path.getsize(args.file)
+        if size > 4 * limit:  # never read or parse a huge file: UTF-8 is at most 4 bytes a character
+            raise UsageError(f"validate: {args.file} is {size} bytes; a candidate program has at most {limit} "
+                             "characters")
         with open(args.file, encoding="utf-8") as fh:
             code = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
@@ -42,7 +47,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         config = GateConfig(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = str(err["loc"][0]).replace("_", "-") if err["loc"] else "options"
+        field = str(err["loc"][0]) if err["loc"] else "options"
+        where = {"wall_s": "timeout"}.get(field, field.replace("_", "-"))
         raise UsageError(f"validate: --{where}: {err['msg'].removeprefix('Value error, ')}") from None
     try:
         with warnings.catch_warnings():

@@ -68,6 +68,9 @@ class GateConfig(Strict):
     spec or the in-process contract battery, envs/checks.py), PROPOSED (the spec's proposal or
     ours where the spec gives no number)."""
 
+    max_source_chars: int = Field(40_000, ge=100, description=(
+        "L1: longest source accepted, characters; longer sources are rejected before parsing (parsing "
+        "a multi-megabyte file costs gigabytes). PROPOSED (the proposers' cap on extracted programs)."))
     seeds: int = Field(5, ge=2, le=200, description=(
         "Train-split seeds sampled per difficulty in L2-L4. PROPOSED (spec: seeds {0..4})."))
     difficulties: tuple[float, ...] = Field((0.0, 0.5, 1.0), min_length=2, description=(
@@ -211,6 +214,9 @@ def lint(code: str, config: GateConfig) -> str:
     """L1 on source text: parse it (never executes it) and check its shape and imports. Returns the
     environment class name; raises ``Rejected``. A lint for early, readable reasons: a determined
     program can import anything at run time, which the sandbox contains."""
+    if len(code) > config.max_source_chars:
+        raise Rejected(f"source is {len(code)} characters; the limit is {config.max_source_chars} "
+                       "(max_source_chars)")
     try:
         tree = ast.parse(code, filename="<candidate>")
     except SyntaxError as exc:
