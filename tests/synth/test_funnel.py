@@ -177,3 +177,8 @@ def test_cli_funnel_on_the_shipped_corpus(tmp_path: Path):
     lines = (out / "funnel.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(x)["reason"].startswith("too hard") for x in lines)
     assert (out / "funnel.png").is_file() and (out / "archive.sqlite").is_file()
+    first = (out / "funnel.jsonl").read_text()
+    again = subprocess.run([sys.executable, "-m", "worldsmith.cli", "synth", "funnel", "--out", str(out),
+                            "--limit", "1", "--no-progress"], capture_output=True, text=True, timeout=180, env=env)
+    assert again.returncode == 2 and "already holds a funnel run (funnel.jsonl)" in again.stderr, again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and (out / "funnel.jsonl").read_text() == first

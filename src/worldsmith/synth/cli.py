@@ -127,6 +127,11 @@ def cmd_funnel(args: argparse.Namespace) -> int:
     except SandboxUnavailable as exc:
         raise UsageError(f"synth funnel: {exc}" if args.mode == "auto" else f"synth funnel: --mode {args.mode}: {exc}") from None
     db = args.db or os.path.join(args.out, "archive.sqlite")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"synth funnel: --out {args.out} is a file, not a folder")
+    done = [name for name in ("funnel.jsonl", "summary.json", "funnel.png") if os.path.exists(os.path.join(args.out, name))]
+    if done:
+        raise UsageError(f"synth funnel: {args.out} already holds a funnel run ({done[0]}); choose another --out")
     os.makedirs(args.out, exist_ok=True)
     backend = _solver(args.solver)
     if isolation == "fallback":
