@@ -204,3 +204,22 @@ def test_shapes_and_config_are_checked():
 
 def test_registered_as_ppo_clip():
     assert LOSSES.get("ppo_clip") is ppo_clip and get_loss("ppo_clip") is ppo_clip
+
+
+@pytest.mark.parametrize("mode,norm_length", [("token", None), ("sequence", None), ("token_sum_norm", None),
+                                              ("token_sum_norm", 12)])
+def test_slices_with_the_whole_batch_denominator_add_up_to_the_whole_loss(mode, norm_length):
+    from worldsmith.rl.losses import aggregate, aggregation_denominator
+
+    g = torch.Generator().manual_seed(4)
+    values = torch.randn(7, 10, generator=g)  # (B, T)
+    lengths = torch.tensor([1, 10, 3, 0, 7, 2, 10])
+    mask = torch.arange(10).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    whole = aggregate(values, mask, mode, norm_length)
+    den = aggregation_denominator(mask, mode, norm_length)
+    # by hand: token 33 tokens; sequence 6 non-empty sequences; token_sum_norm 7 x (12 or 10)
+    assert den == {"token": 33.0, "sequence": 6.0}.get(mode, 7.0 * (norm_length or 10))
+    for rows in ([0, 1, 2], [3], [4, 5, 6]), ([i] for i in range(7)):
+        parts = sum(aggregate(values[r][:, : max(1, int(lengths[r].max()))], mask[r][:, : max(1, int(lengths[r].max()))],
+                              mode, norm_length, den) for r in rows)
+        assert float(parts) == pytest.approx(float(whole), rel=1e-6)

@@ -1,6 +1,6 @@
 """Policy losses, registered by name; each returns ``(loss, metrics)``.
 
-Every loss has one signature, ``fn(logp, old_logp, advantages, mask, cfg, ref_logp=None)``:
+Every loss has one signature, ``fn(logp, old_logp, advantages, mask, cfg, ref_logp=None, denominator=None)``:
 
     logp        (B, T) float, log-prob of each sampled token under the policy being trained (grad)
     old_logp    (B, T) float, log-prob under the policy that sampled it (no grad taken)
@@ -8,6 +8,10 @@ Every loss has one signature, ``fn(logp, old_logp, advantages, mask, cfg, ref_lo
     mask        (B, T) bool, True on completion tokens
     cfg         LossConfig, or None for the defaults
     ref_logp    (B, T) float or None, log-prob under the reference policy, for the KL term
+    denominator float or None: the aggregation's normaliser computed over a larger batch that these
+                rows are a slice of (``aggregation_denominator``); the slices' losses then add up
+                exactly to the whole batch's loss, however the batch is split into microbatches.
+                None normalises over the rows given.
     returns     loss () float32 with grad, metrics dict[str, float] (detached python floats)
 
 Entries where mask is False are ignored and may hold anything (NaN and inf included): they
@@ -52,14 +56,15 @@ class LossConfig(BaseModel):
         "token",
         description="'token': mean over all valid tokens of the batch; 'sequence': mean over each "
         "sequence's valid tokens, then over sequences that have any; 'token_sum_norm': sum over valid "
-        "tokens / (B * norm_length), a constant normaliser as in Dr. GRPO.",
+        "tokens / (B * norm_length), a constant normaliser as in Dr. GRPO. Every normaliser is computed "
+        "over the whole minibatch (the global one under DDP), never per microbatch.",
     )
     norm_length: int | None = Field(
         None,
         ge=1,
-        description="The length L in 'token_sum_norm'. None uses the padded width T of the batch, which "
-        "changes with the longest response; set it to the generation budget (max_new_tokens) for a "
-        "truly constant normaliser.",
+        description="The length L in 'token_sum_norm'. None uses the longest completion of the minibatch "
+        "(its unpadded width), which changes with the longest response; set it to the generation budget "
+        "(max_new_tokens) for a truly constant normaliser.",
     )
     kl_coef: float = Field(0.0, ge=0.0, description="Weight of the KL(pi || ref) penalty added to the loss.")
     kl_estimator: Literal["k1", "k2", "k3"] = Field(
@@ -80,25 +85,52 @@ def get_loss(name: str) -> LossFn:
 
 
 # --- shared pieces ------------------------------------------------------------------------------
-def aggregate(values: Tensor, mask: Tensor, mode: Aggregation = "token", norm_length: int | None = None) -> Tensor:
+def aggregation_denominator(mask: Tensor, mode: Aggregation = "token", norm_length: int | None = None) -> float:
+    """The normaliser ``aggregate`` divides by, for a batch with completion mask (B, T):
+    'token': valid tokens; 'sequence': sequences with at least one valid token; 'token_sum_norm':
+    B * L with L = ``norm_length`` or the longest completion (the batch's unpadded width). At least 1.
+
+    Computed once over a whole minibatch and passed to the loss of each of its microbatches, it
+    makes the microbatch losses add up to the minibatch's loss.
+
+    >>> m = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    >>> [aggregation_denominator(m, a) for a in ("token", "sequence", "token_sum_norm")]
+    [4.0, 2.0, 6.0]
+    """
+    mask = mask.bool()
+    if mode == "token":
+        n = int(mask.sum())
+    elif mode == "sequence":
+        n = int((mask.sum(1) > 0).sum())
+    elif mode == "token_sum_norm":
+        width = int(mask.sum(1).max()) if mask.numel() else 0
+        n = mask.shape[0] * (norm_length or width)
+    else:
+        raise ValueError(f"unknown aggregation {mode!r}; valid: token, sequence, token_sum_norm")
+    return float(max(n, 1))
+
+
+def aggregate(values: Tensor, mask: Tensor, mode: Aggregation = "token", norm_length: int | None = None,
+              denominator: float | None = None) -> Tensor:
     """Reduce per-token values (B, T) to a scalar over the valid tokens, per ``mode``.
 
     'token': sum / number of valid tokens. 'sequence': each sequence's mean over its valid tokens,
     then the mean over sequences with at least one. 'token_sum_norm': sum / (B * L), L =
-    ``norm_length`` or T. With no valid token at all the result is 0 (still attached to the graph).
+    ``norm_length`` or the longest completion. With no valid token at all the result is 0 (still
+    attached to the graph). ``denominator`` replaces the normaliser (see ``aggregation_denominator``).
     """
     mask = mask.bool()
     values = torch.where(mask, values, 0.0)  # (B, T)
-    if mode == "token":
-        return values.sum() / mask.sum().clamp_min(1)
     if mode == "sequence":
         lengths = mask.sum(1)  # (B,)
-        per_seq = values.sum(1) / lengths.clamp_min(1)  # (B,)
-        return per_seq.sum() / (lengths > 0).sum().clamp_min(1)
-    if mode == "token_sum_norm":
-        B, T = mask.shape
-        return values.sum() / max(B * (norm_length or T), 1)
-    raise ValueError(f"unknown aggregation {mode!r}; valid: token, sequence, token_sum_norm")
+        numerator = (values.sum(1) / lengths.clamp_min(1)).sum()  # () sum of per-sequence means
+    elif mode in ("token", "token_sum_norm"):
+        numerator = values.sum()  # ()
+    else:
+        raise ValueError(f"unknown aggregation {mode!r}; valid: token, sequence, token_sum_norm")
+    if denominator is None:
+        denominator = aggregation_denominator(mask, mode, norm_length)
+    return numerator / denominator
 
 
 def kl_estimate(logp: Tensor, ref_logp: Tensor, estimator: Literal["k1", "k2", "k3"] = "k3") -> Tensor:
@@ -134,6 +166,7 @@ def ppo_clip(
     mask: Tensor,
     cfg: LossConfig | None = None,
     ref_logp: Tensor | None = None,
+    denominator: float | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """PPO clipped surrogate with asymmetric clip, optional dual clip and optional KL penalty.
 
@@ -162,13 +195,13 @@ def ppo_clip(
     per_token = torch.maximum(-ratio * adv, -clipped * adv)  # (B, T)
     if cfg.dual_clip is not None:
         per_token = torch.where(adv < 0, torch.minimum(per_token, -cfg.dual_clip * adv), per_token)
-    pg_loss = aggregate(per_token, mask, cfg.aggregation, cfg.norm_length)  # ()
+    pg_loss = aggregate(per_token, mask, cfg.aggregation, cfg.norm_length, denominator)  # ()
 
     kl_loss = torch.zeros((), device=logp.device)
     if ref_logp is not None:
         ref = torch.where(mask, ref_logp.detach().float(), 0.0)  # (B, T)
         kl = kl_estimate(logp, ref, cfg.kl_estimator)  # (B, T)
-        kl_loss = cfg.kl_coef * aggregate(kl, mask, cfg.aggregation, cfg.norm_length)  # ()
+        kl_loss = cfg.kl_coef * aggregate(kl, mask, cfg.aggregation, cfg.norm_length, denominator)  # ()
     loss = pg_loss + kl_loss
 
     with torch.no_grad():  # one device sync for all metrics

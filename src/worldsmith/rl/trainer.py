@@ -35,7 +35,7 @@ from worldsmith.rl.advantages import call_advantage, get_advantage, mssr_shaping
 from worldsmith.rl.config import RunConfig
 from worldsmith.rl.cuts import cuts_rows, mixed_cuts_metrics
 from worldsmith.rl.env_metrics import environment_metrics
-from worldsmith.rl.losses import get_loss, kl_estimate
+from worldsmith.rl.losses import aggregation_denominator, get_loss, kl_estimate
 from worldsmith.rl.mssr import BetaTracker, sampled_token_entropy
 from worldsmith.rl.pool import EnvPool
 from worldsmith.rl.reward_check import safe_grade, safe_grade_batch, validate_rewards
@@ -110,6 +110,31 @@ def _split(items: list, parts: int) -> list[list]:
         size = q + (1 if k < r else 0)
         out.append(items[start : start + size])
         start += size
+    return out
+
+
+#: Loss metrics that are shares of the minibatch's loss: a minibatch's value is their sum over
+#: its microbatches. The others are token means (weighted by n_tokens), or extremes.
+ADDITIVE_LOSS_METRICS = ("loss", "pg_loss", "kl_loss", "n_tokens")
+
+
+def _combine_micro(rows: list[dict]) -> dict:
+    """One minibatch's loss metrics from its microbatches' (see ADDITIVE_LOSS_METRICS)."""
+    if len(rows) == 1:
+        return rows[0]
+    weights = [r.get("n_tokens", 1.0) for r in rows]
+    total = sum(weights) or 1.0
+    out = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        if key in ADDITIVE_LOSS_METRICS:
+            out[key] = sum(values)
+        elif key == "ratio_min":
+            out[key] = min(v for v, w in zip(values, weights) if w) if any(weights) else 0.0
+        elif key == "ratio_max":
+            out[key] = max(v for v, w in zip(values, weights) if w) if any(weights) else 0.0
+        else:
+            out[key] = sum(v * w for v, w in zip(values, weights)) / total
     return out
 
 
@@ -469,13 +494,16 @@ class Trainer:
                            for name, b, w, mb in roles]
             for j, (mini, micro, shared) in enumerate(minibatches):
                 with timer("backward"):
-                    for idx in micro:
-                        loss_metrics.append(self._backward_rows(batch, idx, shared, len(idx) / len(mini)))
+                    denominator = self._denominator(batch, mini)
+                    loss_metrics.append(_combine_micro(
+                        [self._backward_rows(batch, idx, shared, 1.0, denominator) for idx in micro]))
                     for name, b, weight, chunks, mb in role_chunks:
                         chunk = chunks[j]
-                        for idx in _chunks(chunk, mb):
-                            role_metrics[name].append(
-                                self._backward_rows(b, idx, 1, weight * len(idx) / len(chunk)))
+                        if not chunk:
+                            continue
+                        denominator = self._denominator(b, chunk)
+                        role_metrics[name].append(_combine_micro(
+                            [self._backward_rows(b, idx, 1, weight, denominator) for idx in _chunks(chunk, mb)]))
                 with timer("optimizer"):
                     if self.cfg.optim.grad_clip is not None:
                         norm = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
@@ -494,9 +522,28 @@ class Trainer:
         out["lr"] = self.scheduler.get_last_lr()[0]
         return out
 
-    def _backward_rows(self, batch: Batch, idx: list[int], shared: int, scale: float) -> dict:
+    def _denominator(self, batch: Batch, rows: list[int]) -> float:
+        """The loss aggregation's normaliser over the whole minibatch ``rows`` (summed over all
+        processes under DDP: tokens, sequences, or rows times the longest width for token_sum_norm)."""
+        lc = self.cfg.train.loss_cfg
+        mask = batch.rollouts.completion_mask[torch.tensor(rows, device=self.acc.device)]  # (b, T)
+        if self.acc.num_processes == 1:
+            return aggregation_denominator(mask, lc.aggregation, lc.norm_length)
+        if lc.aggregation == "token_sum_norm":
+            width = torch.tensor(float(lc.norm_length or int(mask.sum(1).max())), device=self.acc.device)
+            rows_total = self.acc.reduce(torch.tensor(float(len(rows)), device=self.acc.device), reduction="sum")
+            return float(max(1.0, float(rows_total) * float(self.acc.reduce(width, reduction="max"))))
+        local = torch.tensor(aggregation_denominator(mask, lc.aggregation) if mask.any() else 0.0,
+                             device=self.acc.device)
+        return float(max(1.0, float(self.acc.reduce(local, reduction="sum"))))
+
+    def _backward_rows(self, batch: Batch, idx: list[int], shared: int, scale: float,
+                       denominator: float | None = None) -> dict:
         """Forward the rows ``idx`` of ``batch`` under the current policy, and backpropagate
-        ``scale`` times their policy loss; returns the loss's metrics."""
+        ``scale`` times their policy loss, normalised by ``denominator`` (the whole minibatch's, so
+        that the microbatches' losses add up to the minibatch's); returns the loss's metrics.
+        Under DDP the loss is multiplied by the number of processes, which DDP's gradient average
+        divides out again: the gradient is that of the global minibatch's loss."""
         t, r = self.cfg.train, batch.rollouts
         ix = torch.tensor(idx, device=self.acc.device)
         width = max(1, int(r.completion_mask[ix].sum(1).max()))
@@ -508,8 +555,8 @@ class Trainer:
             logp = sequence_logprobs(self.model, *args, temperature=self._logp_temperature())
         ref = batch.ref_logp[ix, :width] if batch.ref_logp is not None else None
         loss, m = self.loss_fn(logp, batch.old_logp[ix, :width], batch.advantages[ix, :width], mask, t.loss_cfg,
-                               ref_logp=ref)
-        self.acc.backward(loss * scale)
+                               ref_logp=ref, denominator=denominator)
+        self.acc.backward(loss * (scale * self.acc.num_processes))
         return m
 
     def step(self, step: int) -> dict:
