@@ -114,13 +114,20 @@ def test_hf_backend_passes_the_step_and_cuts_tokens_are_uniform_draws_from_s_t(t
 
 def test_a_processor_without_a_step_parameter_still_works(tok, tiny):
     calls = []
+    z = tok.convert_tokens_to_ids("z")
 
-    def plain(logits):
+    def only_z(logits):  # (B, V) -> (B, V): every other token impossible, end-of-sequence included
         calls.append(logits.shape[0])
-        return logits
+        forced = torch.full_like(logits, float("-inf"))
+        forced[:, z] = 0.0
+        return forced
 
-    HFBackend(tiny, tok, logits_processor=plain).generate(["ab", "c"], SamplingParams(max_new_tokens=3, seed=0))
-    assert calls and calls[0] == 2
+    r = HFBackend(tiny, tok, logits_processor=only_z).generate(["ab", "c"], SamplingParams(max_new_tokens=3, seed=0))
+    assert calls == [2, 2, 2]  # called at every decoding step, on the rows still decoding
+    assert r.texts == ["zzz", "zzz"]
+    assert r.completion_mask.all() and (r.completion_ids == z).all()
+    # the behaviour log-prob is that of the processed distribution: log 1 = 0
+    assert torch.equal(r.behaviour_logp, torch.zeros_like(r.behaviour_logp))
 
 
 def test_merge_rollouts_restores_group_order_and_repads(tok, tiny):

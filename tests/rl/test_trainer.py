@@ -190,21 +190,33 @@ def test_old_logprob_pass_runs_once_and_only_when_needed(tmp_path, monkeypatch):
     cfg, model, tok = make(tmp_path, shaping={"g2rl": {"enabled": True}})
     batch, metrics = Trainer(cfg, model, tok).collect(0, PhaseTimer())
     assert calls == [True] * 4  # one forward (4 microbatches of 4) gives log-probs and Phi together
-    assert {"g2rl/nu_mean", "g2rl/equal_reward_group_fraction", "g2rl/cosine_mean"} <= set(metrics)
-    assert 0.0 <= metrics["g2rl/nu_min"] <= metrics["g2rl/nu_max"] <= 1.0
+    # the diagnostics describe this batch (the values of nu itself: tests/rl/test_g2rl_wiring.py)
+    groups = batch.rewards.view(-1, cfg.train.group_size)  # (prompts, G)
+    equal = float((groups == groups[:, :1]).all(1).double().mean())
+    assert metrics["g2rl/equal_reward_group_fraction"] == pytest.approx(equal, abs=1e-12)
+    assert 0.0 <= metrics["g2rl/nu_min"] <= metrics["g2rl/nu_mean"] <= metrics["g2rl/nu_max"] <= 1.0
 
 
-def test_mixed_cuts_with_g2rl_trains_and_logs(tmp_path):
-    cfg, model, tok = make(tmp_path, sampling=MIXED, steps=2, checkpoint_every=0, advantage="rloo",
-                           shaping={"g2rl": {"enabled": True, "lam": 2.0}})
-    start = params_of(model)
-    Trainer(cfg, model, tok).fit(RunDir(tmp_path), progress=False)
-    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(logged) == 2
-    for row in logged:
-        assert row["cuts/fraction"] == 0.5 and "g2rl/shaped_reward_mean" in row
+def test_mixed_cuts_with_g2rl_trains_and_shapes_by_the_formula(tmp_path):
+    def logged(lam, folder):
+        cfg, model, tok = make(tmp_path, sampling=MIXED, steps=2, checkpoint_every=0, advantage="rloo",
+                               shaping={"g2rl": {"enabled": True, "lam": lam}})
+        start = params_of(model)
+        Trainer(cfg, model, tok).fit(RunDir(tmp_path / folder), progress=False)
+        rows = [json.loads(line) for line in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]
+        assert any(not torch.equal(v, start[k]) for k, v in params_of(model).items())
+        return rows
+
+    plain = logged(0.0, "lam0")
+    assert len(plain) == 2
+    for row in plain:
+        assert row["cuts/fraction"] == 0.5
+        # lam = 0: r~ = r (1 + 0) = 2 * score - 1, member by member, so also on average
+        assert row["g2rl/shaped_reward_mean"] == pytest.approx(2 * row["reward/mean"] - 1, abs=1e-6)
         assert all(v == v for v in row.values() if isinstance(v, float))  # no NaN
-    assert any(not torch.equal(v, start[k]) for k, v in params_of(model).items())
+    shaped = logged(2.0, "lam2")
+    # lam = 2: every |r~| = |r| (1 + 2 nu~) >= |r|, strictly where nu~ > 0 (each group's most novel member)
+    assert any(abs(row["g2rl/shaped_reward_mean"] - (2 * row["reward/mean"] - 1)) > 1e-3 for row in shaped)
 
 
 def test_mssr_tracker_is_checkpointed_and_resume_continues_the_same_trajectory(tmp_path):

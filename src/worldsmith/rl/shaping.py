@@ -171,6 +171,15 @@ def _minmax(nu: Tensor, group_ids: Tensor) -> Tensor:
     return out
 
 
+def g2rl_signed(rewards: Tensor, cfg: G2RLConfig | None = None) -> Tensor:
+    """The paper's reward r (B,) float64 from scores (B,) in [0, 1]: 2 * score - 1 when
+    ``signed_rewards`` (so a pass is +1 and a fail -1; partial credit maps linearly into (-1, 1)),
+    else the scores unchanged. Both the reference weights w_ij = exp(r_j) and the reward map use it."""
+    cfg = cfg or G2RLConfig()
+    r = rewards.double()
+    return 2.0 * r - 1.0 if cfg.signed_rewards else r
+
+
 def g2rl_shape(rewards: Tensor, nu: Tensor, group_ids: Tensor, cfg: G2RLConfig | None = None) -> Tensor:
     """Shaped rewards r~ (B,) float32 (Eqs. 12-13): base rewards (B,), novelty nu (B,), groups (B,).
 
@@ -179,9 +188,7 @@ def g2rl_shape(rewards: Tensor, nu: Tensor, group_ids: Tensor, cfg: G2RLConfig |
     The caller's advantage estimator (GRPO) standardises the result within each group.
     """
     cfg = cfg or G2RLConfig()
-    r = rewards.double()
-    if cfg.signed_rewards:
-        r = 2.0 * r - 1.0
+    r = g2rl_signed(rewards, cfg)
     nu_bar = _minmax(nu.double(), group_ids) if cfg.nu_transform == "minmax" else nu.double()
     if cfg.reward_map == "multiplicative":
         shaped = r * (1.0 + cfg.lam * nu_bar)

@@ -39,7 +39,7 @@ from worldsmith.rl.losses import aggregation_denominator, get_loss, kl_estimate
 from worldsmith.rl.mssr import BetaTracker, sampled_token_entropy
 from worldsmith.rl.pool import EnvPool
 from worldsmith.rl.reward_check import safe_grade, safe_grade_batch, validate_rewards
-from worldsmith.rl.shaping import g2rl_metrics, g2rl_novelty, g2rl_shape, head_statistics
+from worldsmith.rl.shaping import g2rl_metrics, g2rl_novelty, g2rl_shape, g2rl_signed, head_statistics
 from worldsmith.runs import RunDir, atomic_write_bytes
 
 PHASES = ("generate", "grade", "old_logprobs", "ref_logprobs", "backward", "optimizer")
@@ -239,7 +239,7 @@ class Trainer:
         method_metrics: dict = {}
         shaped = rewards  # (B,)
         if g2rl.enabled:
-            nu = g2rl_novelty(features, rewards, group_ids, g2rl.eps)  # (B,)
+            nu = g2rl_novelty(features, g2rl_signed(rewards, g2rl), group_ids, g2rl.eps)  # (B,) weights exp(+-1)
             shaped = g2rl_shape(rewards, nu, group_ids, g2rl).to(device)  # (B,)
             method_metrics.update(g2rl_metrics(features, nu, rewards, shaped, group_ids, g2rl))
         keys = self._prompt_keys(grouped)
