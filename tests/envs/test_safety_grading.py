@@ -183,3 +183,24 @@ def test_grade_never_raises_and_stays_in_range(text):
             assert 0.0 <= score.value <= 1.0
             if score.passed:  # random text may only pass by being a valid answer itself
                 assert env.score(inst.data, score.answer) == 1.0
+
+
+#: reasoning-gym datasets whose own scorer evaluates the answer as Python (docs/reasoning-gym.md).
+RG_EVALUATING = ["binary_matrix", "spiral_matrix", "string_insertion", "n_queens", "countdown", "puzzle24",
+                 "polynomial_multiplication", "simple_integration", "intermediate_integration"]
+
+
+@pytest.mark.filterwarnings("ignore:sandbox fallback mode")
+@pytest.mark.parametrize("dataset", RG_EVALUATING)
+def test_row18_reasoning_gym_scorers_that_evaluate_answers_run_nothing_on_the_host(dataset, tmp_path):
+    """On the code as it was, both answers created the file (and countdown paid 0.05 for them)."""
+    pytest.importorskip("reasoning_gym")
+    from worldsmith.envs import gym
+
+    env = gym.make(dataset, use_rg_scorer=True)
+    inst = env.sample(split_seed("train", 1), 0.0)
+    target = tmp_path / "created_by_the_answer"
+    answers = [f"__import__('pathlib').Path({str(target)!r}).touch()", f"__import__('os').system('touch {target}')"]
+    scores = env.grade_many([inst, inst], [env.wrap(a) for a in answers])
+    assert not target.exists()
+    assert [s.value for s in scores] == [0.0, 0.0] and all("SideEffect" in s.reason for s in scores), scores
