@@ -79,6 +79,8 @@ def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
                               "choose another --out")
     if resume and (run.root / "config.yaml").is_file():
         _same_model(cfg, run.root / "config.yaml")
+    if resume and run.latest_checkpoint() is None:
+        _start_over(run)
     dump(cfg, run.root / "config.yaml")
     return run
 
@@ -86,6 +88,23 @@ def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
 #: What a run leaves in its folder, from its first moments on: a new run never starts among them.
 RUN_ARTEFACTS = ("config.yaml", "policy_init", "sft.json", "eval_before.json", "metrics.jsonl", "checkpoints",
                  "funnel.jsonl", "archive.sqlite", "policy", "summary.json")
+
+
+def _start_over(run: RunDir) -> None:
+    """A run resumed without a checkpoint starts over from nothing: what the dead run left (its warm
+    start included, whose random draws the fresh run must make again) would make it another run."""
+    import shutil
+
+    for name in RUN_ARTEFACTS:
+        if name == "config.yaml":
+            continue
+        path = run.root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for extra in ("archive.sqlite-wal", "archive.sqlite-shm"):
+        (run.root / extra).unlink(missing_ok=True)
 
 
 def _flat(data, prefix: str = "") -> dict:

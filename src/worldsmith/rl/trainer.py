@@ -629,9 +629,12 @@ class Trainer:
         return path
 
     def resume(self, run: RunDir) -> bool:
-        """Continue from the run's latest checkpoint, if there is one."""
+        """Continue from the run's latest checkpoint, if there is one. Without one the run starts
+        over from step 0, so the metrics of a run that died before its first checkpoint go."""
         path = run.latest_checkpoint()
         if path is None:
+            if self.acc.is_main_process and run.metrics_path.exists():
+                run.truncate_metrics(-1)
             return False
         self.load_state_dict(torch.load(path, map_location=self.acc.device, weights_only=False))
         run.truncate_metrics(self.step_index - 1)

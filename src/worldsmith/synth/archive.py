@@ -26,6 +26,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -341,6 +342,21 @@ class Archive:
     def close(self) -> None:
         self._conn.close()
 
+    def snapshot(self, path: str | os.PathLike) -> pathlib.Path:
+        """A consistent copy of the whole archive at ``path`` (SQLite's backup API, written to a
+        temporary file then renamed): what a checkpoint restores on resume."""
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        target = sqlite3.connect(tmp)
+        try:
+            self._conn.backup(target)
+        finally:
+            target.close()
+        os.replace(tmp, path)
+        return path
+
     def __enter__(self) -> Archive:
         return self
 
@@ -548,3 +564,18 @@ def _statements(script: str) -> list[str]:
     if buf.strip():
         raise SchemaError(f"incomplete statement in migration: {buf.strip()[:60]}")
     return out
+
+
+def restore_snapshot(snapshot: str | os.PathLike | None, path: str | os.PathLike) -> None:
+    """Make the archive at ``path`` (closed) what ``snapshot`` holds; None removes it (a run that
+    resumes with no checkpoint starts with an empty archive). The write-ahead log and shared-memory
+    files go too: a stale log must never be replayed over the restored database."""
+    path = pathlib.Path(path)
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        extra.unlink(missing_ok=True)
+    if snapshot is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".restore")
+    shutil.copyfile(snapshot, tmp)
+    os.replace(tmp, path)

@@ -47,7 +47,7 @@ from worldsmith.rl.config import RunConfig
 from worldsmith.rl.pool import EnvPool, PoolEntry
 from worldsmith.rl.trainer import Batch, PhaseTimer, Trainer, plain_sampling
 from worldsmith.runs import RunDir
-from worldsmith.synth.archive import Archive
+from worldsmith.synth.archive import Archive, restore_snapshot
 from worldsmith.synth.calibrate import find_difficulty
 from worldsmith.synth.funnel import STAGES, FunnelConfig, _Funnel, draw_funnel
 from worldsmith.synth.proposers import CorpusProposer, PolicyProposer, seed_exemplars
@@ -455,6 +455,17 @@ class SynthTrainer(Trainer):
                                          score_batch=self.synth.funnel.gates.score_batch)
         return AdmittedEnvironment(sandboxed, cid)
 
+    def save_checkpoint(self, run: RunDir) -> Path:
+        """The archive's snapshot first, then the trainer's checkpoint: a checkpoint on disk always
+        has the archive exactly as it was at that step (``archive_snapshot``)."""
+        self.archive.snapshot(archive_snapshot(run.checkpoint_dir / f"step_{self.step_index}.pt"))
+        path = super().save_checkpoint(run)
+        kept = {p.name for p in run.checkpoint_dir.glob("step_*.pt")}
+        for snap in run.checkpoint_dir.glob("step_*.pt.archive.sqlite"):
+            if snap.name.removesuffix(".archive.sqlite") not in kept:
+                snap.unlink(missing_ok=True)
+        return path
+
     def resume(self, run: RunDir) -> bool:
         if not super().resume(run):
             return False
@@ -472,8 +483,13 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
     from worldsmith.report.plots import plot_training
 
     run = open_run(cfg, out, resume)
-    if resume and not run.latest_checkpoint() and (run.root / "funnel.jsonl").exists():
-        (run.root / "funnel.jsonl").unlink()  # crashed before the first checkpoint: start over
+    if resume:  # every record back to the latest checkpoint, so the run continues as if never stopped
+        latest = run.latest_checkpoint()
+        if latest is None:
+            (run.root / "funnel.jsonl").unlink(missing_ok=True)  # crashed before the first checkpoint
+            restore_snapshot(None, run.root / "archive.sqlite")
+        elif archive_snapshot(latest).exists():
+            restore_snapshot(archive_snapshot(latest), run.root / "archive.sqlite")
     started = time.perf_counter()
     model, tokenizer = build_policy(cfg, run, progress)
     _check_context(cfg, model, tokenizer)
@@ -638,6 +654,11 @@ def synth_metrics(lines: list[dict], totals: Mapping[str, int], pool: SynthPool,
     out["synth/novelty/batch_similarity"] = batch_sims[0] if batch_sims else None
     out.update({f"synth/total/{k}": v for k, v in totals.items()})
     return out
+
+
+def archive_snapshot(checkpoint: Path) -> Path:
+    """Where the archive's copy of checkpoint ``step_N.pt`` lives: ``step_N.pt.archive.sqlite``."""
+    return checkpoint.with_name(checkpoint.name + ".archive.sqlite")
 
 
 def truncate_jsonl(path: Path, last_step: int) -> None:
