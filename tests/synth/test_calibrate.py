@@ -78,8 +78,15 @@ def env() -> RecordingEnv:
     return RecordingEnv(envs.get("arithmetic_chain"))
 
 
-def test_the_double_is_a_generation_backend(env):
-    assert isinstance(ScriptedBackendDouble(env), GenerationBackend)
+def test_the_double_is_a_generation_backend_that_answers_as_scripted(env):
+    # the calibration tests below read their expected Wilson intervals off this double's script
+    double = ScriptedBackendDouble(env, script=[True, False, False, True])
+    assert isinstance(double, GenerationBackend)
+    instances = [env.sample(seed, 0.5) for seed in range(4)]
+    out = double.generate([inst.prompt for inst in instances], SamplingParams(max_new_tokens=8))
+    passed = [env.grade(inst, text).passed for inst, text in zip(instances, out.texts)]
+    assert passed == [True, False, False, True]
+    assert len(double.calls) == 1
 
 
 @pytest.mark.parametrize(
