@@ -72,28 +72,26 @@ def killed_at(args, out: pathlib.Path, lines: int) -> int:
     return len(metrics.read_text().splitlines())
 
 
+def killed_resumed_and_uninterrupted(tmp_path, args, lines: int, steps: int) -> tuple[dict, dict]:
+    """Records of a run killed after ``lines`` metric rows then resumed, and of one never stopped."""
+    straight = cli(*args, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert killed_at(args, tmp_path / "killed", lines) < steps
+    resumed = cli(*args, "--out", str(tmp_path / "killed"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    got = records(tmp_path / "killed")
+    assert [r["step"] for r in got["metrics.jsonl"]] == list(range(steps))
+    return got, records(tmp_path / "straight")
+
+
 @pytest.mark.parametrize("lines", [1, 5])  # before the first checkpoint (step 3); between two
 def test_train_killed_and_resumed_leaves_the_records_of_an_uninterrupted_run(tmp_path, lines):
-    straight = cli(*TRAIN, "--out", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    at = killed_at(TRAIN, tmp_path / "killed", lines)
-    assert at < 8
-    resumed = cli(*TRAIN, "--out", str(tmp_path / "killed"), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    expected, got = records(tmp_path / "straight"), records(tmp_path / "killed")
-    assert [r["step"] for r in got["metrics.jsonl"]] == list(range(8))
+    got, expected = killed_resumed_and_uninterrupted(tmp_path, TRAIN, lines, steps=8)
     assert got == expected
 
 
 @pytest.mark.parametrize("lines", [1, 3])  # before the first checkpoint (step 2); after it
 def test_synth_killed_and_resumed_leaves_the_records_of_an_uninterrupted_run(tmp_path, lines):
-    straight = cli(*SYNTH, "--out", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    at = killed_at(SYNTH, tmp_path / "killed", lines)
-    assert at < 4
-    resumed = cli(*SYNTH, "--out", str(tmp_path / "killed"), "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    expected, got = records(tmp_path / "straight"), records(tmp_path / "killed")
-    assert [r["step"] for r in got["metrics.jsonl"]] == list(range(4))
+    got, expected = killed_resumed_and_uninterrupted(tmp_path, SYNTH, lines, steps=4)
     assert len(got["funnel.jsonl"]) == len(expected["funnel.jsonl"]) > 0 and got["candidates"]
     assert got == expected
