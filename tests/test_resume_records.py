@@ -11,16 +11,16 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 TRAIN = ["train", str(ROOT / "configs" / "grpo_arithmetic.yaml"), "train.steps=8", "train.prompts_per_step=2",
          "train.group_size=4", "train.minibatch_size=8", "train.microbatch_size=8", "sft.examples=0",
          "eval.instances=4", "eval.samples=1", "sampling.max_new_tokens=6", "train.checkpoint_every=3"]
+# 2 corpus programs judged per step: 3 correct ones calibrated by the solver in steps 0-1, then bugs
 SYNTH = ["synth", str(ROOT / "configs" / "synth_corpus.yaml"), "--no-progress", "train.steps=4",
-         "sft.examples=64", "eval.instances=4", "eval.samples=1", "train.prompts_per_step=4",
-         "train.checkpoint_every=2"]
+         "sft.examples=16", "sft.epochs=1", "eval.instances=2", "eval.samples=1", "train.prompts_per_step=2",
+         "train.group_size=4", "sampling.max_new_tokens=8", "synth.group_size=2", "synth.funnel.calibration.m=4",
+         "synth.funnel.calibration.max_new_tokens=8", "train.checkpoint_every=2"]
 WALL_CLOCK = {"seconds", "at", "created", "updated", "admitted_at"}
 
 
@@ -72,11 +72,14 @@ def killed_at(args, out: pathlib.Path, lines: int) -> int:
     return len(metrics.read_text().splitlines())
 
 
-def killed_resumed_and_uninterrupted(tmp_path, args, lines: int, steps: int) -> tuple[dict, dict]:
-    """Records of a run killed after ``lines`` metric rows then resumed, and of one never stopped."""
+def killed_resumed_and_uninterrupted(tmp_path, args, kills: list[int], steps: int) -> tuple[dict, dict]:
+    """Records of a run killed once it holds ``kills[0]`` metric rows, resumed and killed again at
+    ``kills[1]`` rows, and so on, then resumed to the end; and those of a run never stopped."""
     straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr[-2000:]
-    assert killed_at(args, tmp_path / "killed", lines) < steps
+    for n, lines in enumerate(kills):
+        more = ["--resume"] if n else []
+        assert killed_at([*args, *more], tmp_path / "killed", lines) < steps
     resumed = cli(*args, "--out", str(tmp_path / "killed"), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got = records(tmp_path / "killed")
@@ -84,14 +87,16 @@ def killed_resumed_and_uninterrupted(tmp_path, args, lines: int, steps: int) -> 
     return got, records(tmp_path / "straight")
 
 
-@pytest.mark.parametrize("lines", [1, 5])  # before the first checkpoint (step 3); between two
-def test_train_killed_and_resumed_leaves_the_records_of_an_uninterrupted_run(tmp_path, lines):
-    got, expected = killed_resumed_and_uninterrupted(tmp_path, TRAIN, lines, steps=8)
+def test_train_killed_and_resumed_leaves_the_records_of_an_uninterrupted_run(tmp_path):
+    # killed before the first checkpoint (step 3), then between the first and the second (step 6)
+    got, expected = killed_resumed_and_uninterrupted(tmp_path, TRAIN, [1, 5], steps=8)
     assert got == expected
 
 
-@pytest.mark.parametrize("lines", [1, 3])  # before the first checkpoint (step 2); after it
-def test_synth_killed_and_resumed_leaves_the_records_of_an_uninterrupted_run(tmp_path, lines):
-    got, expected = killed_resumed_and_uninterrupted(tmp_path, SYNTH, lines, steps=4)
-    assert len(got["funnel.jsonl"]) == len(expected["funnel.jsonl"]) > 0 and got["candidates"]
+def test_synth_killed_and_resumed_leaves_the_records_of_an_uninterrupted_run(tmp_path):
+    # killed before the first checkpoint (step 2), then after it with step 2's records written
+    got, expected = killed_resumed_and_uninterrupted(tmp_path, SYNTH, [1, 3], steps=4)
+    assert len(got["funnel.jsonl"]) == len(expected["funnel.jsonl"]) == 8
+    assert got["candidates"] and got["status_events"]
+    assert sum(line["calibration"] is not None for line in got["funnel.jsonl"]) == 3  # the solver sampled
     assert got == expected
