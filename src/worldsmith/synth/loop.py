@@ -322,8 +322,9 @@ class SynthTrainer(Trainer):
         return self._generator_batch(rollouts, lines), lines
 
     def _admit(self, line: dict, step: int) -> None:
-        """Put an admitted program into the pool (and one archived as admitted by a run that
-        crashed before its checkpoint, when its identical source is proposed again)."""
+        """Put an admitted program into the pool (and, when its identical source is proposed again,
+        one archived as admitted after the checkpoint resumed from: only a checkpoint that carries no
+        archive snapshot leaves such a program behind)."""
         cid = line.get("id")
         if cid is None or cid in self.pool.admitted_ids():
             return
