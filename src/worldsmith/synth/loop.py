@@ -484,13 +484,9 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
     from worldsmith.report.plots import plot_training
 
     run = open_run(cfg, out, resume)
-    if resume:  # every record back to the latest checkpoint, so the run continues as if never stopped
-        latest = run.latest_checkpoint()
-        if latest is None:
-            (run.root / "funnel.jsonl").unlink(missing_ok=True)  # crashed before the first checkpoint
-            restore_snapshot(None, run.root / "archive.sqlite")
-        elif archive_snapshot(latest).exists():
-            restore_snapshot(archive_snapshot(latest), run.root / "archive.sqlite")
+    latest = run.latest_checkpoint() if resume else None  # without one, open_run started the run over
+    if latest is not None and archive_snapshot(latest).exists():  # the archive as it was at that step
+        restore_snapshot(archive_snapshot(latest), run.root / "archive.sqlite")
     started = time.perf_counter()
     model, tokenizer = build_policy(cfg, run, progress)
     _check_context(cfg, model, tokenizer)
