@@ -32,7 +32,7 @@ from worldsmith.policy.model import build_tiny_model
 from worldsmith.policy.sampling import CUTS
 from worldsmith.policy.tokenizer import build_char_tokenizer
 from worldsmith.rl.config import RunConfig
-from worldsmith.rl.shaping import g2rl_features, g2rl_novelty, g2rl_shape
+from worldsmith.rl.g2rl import g2rl_features, g2rl_novelty, g2rl_shape
 from worldsmith.rl.trainer import Trainer
 
 

@@ -15,7 +15,7 @@ from worldsmith.configuration import build
 from worldsmith.envs.contract import Score
 from worldsmith.policy.model import build_tiny_model
 from worldsmith.policy.tokenizer import build_char_tokenizer
-from worldsmith.rl import trainer as trainer_module
+from worldsmith.rl import g2rl as g2rl_module
 from worldsmith.rl.config import RunConfig
 from worldsmith.rl.trainer import PhaseTimer, Trainer
 
@@ -65,14 +65,14 @@ def hand_nu(features, scores):
 
 def test_novelty_uses_signed_rewards_and_matches_the_hand_computed_value(monkeypatch):
     seen = {}
-    real = trainer_module.g2rl_novelty
+    real = g2rl_module.g2rl_novelty
 
     def spy(features, rewards, group_ids, eps):
         seen.update(features=features.clone(), rewards=rewards.clone(), group_ids=group_ids.clone())
         seen["nu"] = real(features, rewards, group_ids, eps)
         return seen["nu"]
 
-    monkeypatch.setattr(trainer_module, "g2rl_novelty", spy)
+    monkeypatch.setattr(g2rl_module, "g2rl_novelty", spy)
     cfg = build(RunConfig, {
         "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
         "pool": [{"name": EvenLength.name}],

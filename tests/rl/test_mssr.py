@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from worldsmith.rl.advantages import AdvantageConfig, call_advantage, get_advantage, mssr_shaping
-from worldsmith.rl.mssr import BetaTracker, MSSRConfig, sampled_token_entropy
+from worldsmith.rl.advantages import AdvantageConfig, call_advantage, get_advantage
+from worldsmith.rl.mssr import BetaTracker, MSSRConfig, mssr_shaping, sampled_token_entropy
 
 MID = (0.875 + 0.96) / 2
 

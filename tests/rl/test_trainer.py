@@ -156,7 +156,7 @@ MIXED = {"cuts": {"enabled": True, "warmup": 2}, "mixed_plan": {"standard": 2, "
 def test_mixed_cuts_rows_follow_the_plan_and_old_logprobs_are_recomputed(tmp_path):
     cfg, model, tok = make(tmp_path, sampling=MIXED)
     batch, metrics = Trainer(cfg, model, tok).collect(0, PhaseTimer())
-    assert batch.is_cuts.tolist() == [False, False, True, True] * 4
+    assert batch.off_policy.tolist() == [False, False, True, True] * 4
     r, m = batch.rollouts, batch.rollouts.completion_mask
     for g in range(4):  # the merged batch keeps each group's prompt on all its rows
         rows = [r.prompt_ids[i][r.prompt_mask[i]].tolist() for i in range(4 * g, 4 * g + 4)]
@@ -164,9 +164,9 @@ def test_mixed_cuts_rows_follow_the_plan_and_old_logprobs_are_recomputed(tmp_pat
     with torch.no_grad():
         policy = sequence_logprobs(model, r.prompt_ids, r.prompt_mask, r.completion_ids, m)
     torch.testing.assert_close(batch.old_logp[m], policy[m], rtol=0, atol=1e-5)  # PPO's ratio uses these
-    standard = m & ~batch.is_cuts[:, None]
+    standard = m & ~batch.off_policy[:, None]
     torch.testing.assert_close(r.behaviour_logp[standard], policy[standard], rtol=0, atol=1e-5)
-    uniform = m & batch.is_cuts[:, None] & (torch.arange(m.shape[1], device=m.device) >= 2)
+    uniform = m & batch.off_policy[:, None] & (torch.arange(m.shape[1], device=m.device) >= 2)
     sizes = torch.exp(-r.behaviour_logp[uniform])  # behaviour = log(1 / |S_t|)
     torch.testing.assert_close(sizes, sizes.round(), rtol=0, atol=1e-4)
     assert (batch.old_logp[uniform] - r.behaviour_logp[uniform]).abs().max() > 0.1
@@ -229,13 +229,13 @@ def test_mssr_tracker_is_checkpointed_and_resume_continues_the_same_trajectory(t
     straight, straight_run = trainer(4), RunDir(tmp_path / "straight")
     rows = straight.fit(straight_run, progress=False)
     assert rows[0]["mssr/init_rollouts"] == 32 and rows[0]["mssr/seen_fraction"] == 1.0
-    assert len(straight.tracker.kl_window) == 4 and rows[-1]["mssr/kl"] > 0
+    assert len(straight.method("mssr").tracker.kl_window) == 4 and rows[-1]["mssr/kl"] > 0
     split = RunDir(tmp_path / "split")
     trainer(2).fit(split, progress=False)
     resumed = trainer(4)
-    assert resumed.resume(split) and resumed.tracker.initialised and len(resumed.tracker.kl_window) == 2
+    assert resumed.resume(split) and resumed.method("mssr").tracker.initialised and len(resumed.method("mssr").tracker.kl_window) == 2
     resumed.fit(split, progress=False)
-    want, got = straight.tracker.state_dict(), resumed.tracker.state_dict()
+    want, got = straight.method("mssr").tracker.state_dict(), resumed.method("mssr").tracker.state_dict()
     assert got["alpha"] == pytest.approx(want["alpha"], abs=1e-9) and got["beta"] == pytest.approx(want["beta"], abs=1e-9)
     assert got["kl_window"] == pytest.approx(want["kl_window"], abs=1e-9)
     a, b = params_of(straight.model), params_of(resumed.model)
@@ -255,6 +255,6 @@ def test_mssr_per_environment_baseline_and_full_distribution_entropy(tmp_path):
     assert rows[0]["mssr/seen_fraction"] == 0.0 and rows[1]["mssr/seen_fraction"] == 1.0
     assert rows[0]["mssr/value_mean"] == 0.5 and rows[0]["mssr/rho"] == pytest.approx((0.875 + 0.96) / 2)
     assert rows[0]["mssr/kl"] is None  # no reference model: the KL window stays empty
-    assert list(tr.tracker.alpha) == ["test_letter_a"]
+    assert list(tr.method("mssr").tracker.alpha) == ["test_letter_a"]
     # the full distribution of an untrained model is near uniform: far above the 1/e sampled-token bound
     assert rows[0]["mssr/entropy"] > 1 / math.e

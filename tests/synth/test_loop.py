@@ -37,8 +37,8 @@ from worldsmith.synth.loop import (
     AdmittedEnvironment,
     SynthConfig,
     SynthPool,
-    SynthTrainer,
     evaluate_programs,
+    synth_trainer,
     truncate_jsonl,
 )
 from worldsmith.synth.sandboxed_env import SandboxedEnvironment
@@ -129,11 +129,12 @@ def test_rejected_programs_of_the_policy_get_penalty_rewards_in_the_generator_ad
     cfg = config(proposer="policy", exemplars=0, max_new_tokens=2048, generator_scale=0.3)
     run = RunDir(tmp_path / "run")
     with Archive(tmp_path / "run" / "archive.sqlite") as archive:
-        trainer = SynthTrainer(cfg, model, tokenizer, archive, run)
+        trainer = synth_trainer(cfg, model, tokenizer, archive, run)
+        role = trainer.method("generator")
         policy = RecordedProgramsPolicyDouble(trainer.backend.model, tokenizer, completions)
-        trainer.proposer.backend = policy
-        trainer.funnel.backend = ScriptedSolverDouble(references([GOOD], 8, 0.0))
-        gen_batch, lines = trainer.generator_role(0, PhaseTimer())
+        role.proposer.backend = policy
+        role.funnel.backend = ScriptedSolverDouble(references([GOOD], 8, 0.0))
+        gen_batch, lines = role.generator_role(0, PhaseTimer())
 
         outcomes = [(line["outcome"], line["stage"]) for line in lines]
         assert outcomes == [("admitted", "admitted"), ("rejected", "L3_determinism"), ("rejected", "L5_scorer"),
@@ -173,8 +174,9 @@ def test_a_corpus_proposer_earns_no_generator_loss_but_its_rewards_are_logged(tm
     cfg = config()
     model, tokenizer = tiny()
     with Archive(tmp_path / "a.sqlite") as archive:
-        trainer = SynthTrainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
-        trainer.proposer.files = [p for p in trainer.proposer.files if p.stem in (GOOD, L5_BUG, "matrix_trace",
+        trainer = synth_trainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
+        role = trainer.method("generator")
+        role.proposer.files = [p for p in role.proposer.files if p.stem in (GOOD, L5_BUG, "matrix_trace",
                                                                                   "bug_constant_instance")]
         row = trainer.step(0)
     assert not any(k.startswith("generator/") for k in row)
@@ -229,7 +231,8 @@ def test_pool_state_round_trips_with_admitted_members():
     pool.update(pool.sample_batch(12, 0, 0), [1.0] * 12)
     state = json.loads(json.dumps(pool.state_dict()))
     again = SynthPool([PoolEntry(name="arithmetic_chain")], seed_floor=0.2)
-    again.load_state_dict(state, factory=lambda cid: envs[cid - 1])
+    again.factory = lambda cid: envs[cid - 1]
+    again.load_state_dict(state)
     assert again.admitted == pool.admitted and again.difficulties() == pool.difficulties()
     assert again.pass_rates() == pool.pass_rates()
     assert again.sample_batch(6, 5, 0) == pool.sample_batch(6, 5, 0)
@@ -243,9 +246,10 @@ def test_saturated_environments_retire_and_the_run_resumes_where_it_stopped(tmp_
     names = [GOOD, "matrix_trace", L5_BUG, "bug_constant_instance"]
     refs = references([GOOD, "matrix_trace"], 8, 0.0)
     with Archive(tmp_path / "run" / "archive.sqlite") as archive:
-        trainer = SynthTrainer(cfg, model, tokenizer, archive, run)
-        trainer.proposer.files = sorted((p for p in trainer.proposer.files if p.stem in names), key=lambda p: p.name)
-        trainer.funnel.backend = ScriptedSolverDouble(refs)
+        trainer = synth_trainer(cfg, model, tokenizer, archive, run)
+        role = trainer.method("generator")
+        role.proposer.files = sorted((p for p in role.proposer.files if p.stem in names), key=lambda p: p.name)
+        role.funnel.backend = ScriptedSolverDouble(refs)
         row = trainer.step(0)
         trainer.step_index = 1
         admitted = dict(trainer.pool.admitted)
@@ -258,18 +262,19 @@ def test_saturated_environments_retire_and_the_run_resumes_where_it_stopped(tmp_
         for _ in range(10):
             trainer.pool.update([inst], [1.0])
         assert trainer.pool.pass_rates()[name] >= 0.5
-        metrics = trainer.upkeep(1)
+        metrics = role.upkeep(1)
         assert metrics["synth/retired"] == 1 and name not in trainer.pool.admitted
         assert archive.get(admitted[name]["id"]).status == "retired"
 
     # a fresh trainer on the same folder resumes the checkpointed pool and corpus position
     model2, _ = tiny()
     with Archive(tmp_path / "run" / "archive.sqlite") as archive:
-        again = SynthTrainer(cfg, model2, tokenizer, archive, run)
-        again.proposer.files = sorted((p for p in again.proposer.files if p.stem in names), key=lambda p: p.name)
+        again = synth_trainer(cfg, model2, tokenizer, archive, run)
+        again_role = again.method("generator")
+        again_role.proposer.files = sorted((p for p in again_role.proposer.files if p.stem in names), key=lambda p: p.name)
         assert again.resume(run) and again.step_index == 1
         assert set(again.pool.admitted) == set(admitted)
-        assert again.proposer.position == 4 and again.funnel.counts["admitted"] == 2
+        assert again_role.proposer.position == 4 and again_role.funnel.counts["admitted"] == 2
         batch = again.pool.sample_batch(16, 1, 0)
         assert any(i.env in admitted for i in batch)
 
@@ -363,8 +368,9 @@ def test_a_remote_model_proposes_and_reviews_and_the_solver_alone_is_trained(tmp
                              "calibration": {"m": 8, "difficulty": 0.0, "max_new_tokens": 8}})
         model, tokenizer = tiny()
         with Archive(tmp_path / "a.sqlite") as archive:
-            trainer = SynthTrainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
-            trainer.funnel.backend = ScriptedSolverDouble(references([GOOD], 8, 0.0))
+            trainer = synth_trainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
+            role = trainer.method("generator")
+            role.funnel.backend = ScriptedSolverDouble(references([GOOD], 8, 0.0))
             row = trainer.step(0)
             lines = [json.loads(t) for t in (tmp_path / "run" / "funnel.jsonl").read_text().splitlines()]
         assert [(line["outcome"], line["stage"]) for line in lines] == [
@@ -395,10 +401,11 @@ def test_admitted_programs_can_start_at_the_difficulty_nearest_the_band(tmp_path
                                          "search_grid": [0.0, 0.5, 1.0], "search_band": [0.125, 0.5]}})
     model, tokenizer = tiny()
     with Archive(tmp_path / "a.sqlite") as archive:
-        trainer = SynthTrainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
-        trainer.proposer.files = [p for p in trainer.proposer.files if p.stem == GOOD]
-        trainer.funnel.backend = trainer.backend = ScriptedSolverDouble(references([GOOD], 8, 0.5))
-        _, lines = trainer.generator_role(0, PhaseTimer())
+        trainer = synth_trainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
+        role = trainer.method("generator")
+        role.proposer.files = [p for p in role.proposer.files if p.stem == GOOD]
+        role.funnel.backend = role.backend = ScriptedSolverDouble(references([GOOD], 8, 0.5))
+        _, lines = role.generator_role(0, PhaseTimer())
     start = lines[0]["start_difficulty"]
     assert lines[0]["outcome"] == "admitted"
     assert start["pass_rates"] == {"0.0": 0.0, "0.5": 0.5, "1.0": 0.0} and start["difficulty"] == 0.5
@@ -409,8 +416,9 @@ def test_a_generator_group_with_one_reward_adds_no_generator_loss(tmp_path):
     model, tokenizer = tiny(positions=8192)
     cfg = config(proposer="policy", exemplars=0, max_new_tokens=64)
     with Archive(tmp_path / "a.sqlite") as archive:
-        trainer = SynthTrainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
-        trainer.proposer.backend = RecordedProgramsPolicyDouble(trainer.backend.model, tokenizer, [GARBAGE])
+        trainer = synth_trainer(cfg, model, tokenizer, archive, RunDir(tmp_path / "run"))
+        role = trainer.method("generator")
+        role.proposer.backend = RecordedProgramsPolicyDouble(trainer.backend.model, tokenizer, [GARBAGE])
         row = trainer.step(0)
     assert row["synth/gen_reward/mean"] == -1.0 and row["generator/skipped"] == 1
     assert not any(k.startswith("generator/loss/") for k in row)

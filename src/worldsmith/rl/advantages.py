@@ -9,7 +9,8 @@ Every estimator has one signature, ``fn(rewards, mask, group_ids, cfg, **batch) 
     cfg        AdvantageConfig, or None for the defaults
     **batch    further per-batch inputs an estimator may need, by keyword; estimators ignore the
                ones they do not use. The trainer passes ``old_logp`` (B, T), ``prompt_keys``
-               (B strings) and, for ``mssr``, ``baseline`` (B,) and ``entropy`` (B, T).
+               (B strings) and whatever the run's method plug-ins add (MSSR: ``baseline`` (B,),
+               ``entropy`` (B, T)).
     returns    (B, T) float advantages, exactly 0.0 wherever mask is False
 
 ``call_advantage`` calls an estimator with only the keywords its signature accepts, so estimators
@@ -131,7 +132,7 @@ def _group_mean(values: Tensor, weights: Tensor, group: Tensor, G: int) -> Tenso
     return (total / count)[group].unsqueeze(1)
 
 
-def _finish(adv: Tensor, mask: Tensor, rewards: Tensor) -> Tensor:
+def finish_advantages(adv: Tensor, mask: Tensor, rewards: Tensor) -> Tensor:
     """Broadcast (B, W) advantages to (B, T), zero them off the mask, cast to the output dtype."""
     dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
     adv = adv.expand(mask.shape)
@@ -153,7 +154,7 @@ def grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig 
         batch_mean = (values * weights).sum() / n  # ()
         var = ((values - batch_mean).square() * weights).sum() / n  # ()
         centred = centred / (var.sqrt() + cfg.eps)
-    return _finish(centred, mask, rewards)  # (B, T)
+    return finish_advantages(centred, mask, rewards)  # (B, T)
 
 
 @register_advantage("dr_grpo")
@@ -161,7 +162,7 @@ def dr_grpo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConf
     """Dr. GRPO: r - group mean, no division by a std (``cfg`` is accepted and unused)."""
     values, weights, group, G = _samples(rewards, mask, group_ids)  # (B, W), (B, W), (B,)
     centred = values - _group_mean(values, weights, group, G)  # (B, W)
-    return _finish(centred, mask, rewards)  # (B, T)
+    return finish_advantages(centred, mask, rewards)  # (B, T)
 
 
 @register_advantage("rloo")
@@ -178,54 +179,4 @@ def rloo(rewards: Tensor, mask: Tensor, group_ids: Tensor, cfg: AdvantageConfig 
     others_count = _group_sum(weights, group, G)[group] - own_count  # (B,)
     baseline = (others_sum / others_count.clamp_min(1.0)).unsqueeze(1)  # (B, 1)
     adv = torch.where(others_count.unsqueeze(1) > 0, values - baseline, 0.0)  # (B, W)
-    return _finish(adv, mask, rewards)  # (B, T)
-
-
-def mssr_shaping(advantages: Tensor, entropy: Tensor, mask: Tensor, coef: float, kappa: float) -> Tensor:
-    """MSSR's entropy bonus psi (B, T) = min(coef * H, |A| / kappa) on the mask, 0 elsewhere.
-
-    advantages (B, T), entropy (B, T) (detached), mask (B, T). psi >= 0, psi <= |A| / kappa, and
-    psi = 0 where A = 0.
-    """
-    psi = torch.minimum(coef * entropy.detach().double(), advantages.double().abs() / kappa)  # (B, T)
-    return torch.where(mask.bool(), psi, 0.0)
-
-
-@register_advantage("mssr")
-def mssr(
-    rewards: Tensor,
-    mask: Tensor,
-    group_ids: Tensor,
-    cfg: AdvantageConfig | None = None,
-    *,
-    baseline: Tensor | None = None,
-    entropy: Tensor | None = None,
-    **batch,
-) -> Tensor:
-    """MSSR (spec §4.3-4.4): single-rollout advantage with a tracked baseline and entropy shaping.
-
-    rewards (B,) sequence scores; baseline (B,) v(x) of each sample's prompt *before* this step's
-    update (from ``rl.mssr.BetaTracker``); entropy (B, T) H_t or None (no shaping). group_ids are
-    not used: normalisation is over the whole batch.
-
-        a = r - v;  A = (a - mean(a)) / sqrt(max(var(a), var_floor))   (population variance)
-        A_hat_t = A + min(entropy_coef * H_t, |A| / entropy_kappa)      on the mask
-
-    Example: r = [1, 0], v = [0.5, 0.5] gives a = [0.5, -0.5], A = [1, -1]; with H = 0.1 the
-    bonus is min(0.04, 0.5) = 0.04, so A_hat = [1.04, -0.96].
-    """
-    cfg = cfg or AdvantageConfig()
-    if baseline is None:
-        raise ValueError("mssr needs baseline= (B,), the tracked value of each prompt (rl.mssr.BetaTracker)")
-    B = mask.shape[0]
-    if rewards.shape != (B,) or baseline.shape != (B,):
-        raise ValueError(f"mssr needs rewards and baseline of shape ({B},), got {tuple(rewards.shape)} "
-                         f"and {tuple(baseline.shape)}")
-    if not torch.isfinite(rewards).all():
-        raise ValueError("rewards must be finite; clean them with rl.reward_check.validate_rewards")
-    raw = rewards.double() - baseline.to(rewards.device).double()  # (B,)
-    var = raw.var(unbiased=False) if B > 1 else raw.new_zeros(())
-    adv = ((raw - raw.mean()) * torch.rsqrt(var.clamp_min(cfg.var_floor)))[:, None].expand(mask.shape)  # (B, T)
-    if entropy is not None and cfg.entropy_coef > 0:
-        adv = adv + mssr_shaping(adv, entropy, mask, cfg.entropy_coef, cfg.entropy_kappa)  # (B, T)
-    return _finish(adv, mask, rewards)  # (B, T)
+    return finish_advantages(adv, mask, rewards)  # (B, T)

@@ -9,10 +9,11 @@ from pydantic import Field, field_validator, model_validator
 from worldsmith.configuration import Strict
 from worldsmith.policy.model import LoraOptions, TinyModelConfig
 from worldsmith.rl.advantages import AdvantageConfig
+from worldsmith.rl.cuts import CUTSSection, MixedPlan
+from worldsmith.rl.g2rl import G2RLConfig
 from worldsmith.rl.losses import LossConfig
 from worldsmith.rl.mssr import MSSRConfig
 from worldsmith.rl.pool import PoolEntry
-from worldsmith.rl.shaping import G2RLConfig
 
 
 class ModelSection(Strict):
@@ -20,22 +21,6 @@ class ModelSection(Strict):
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Shape of the tiny model.")
     lora: LoraOptions | None = Field(None, description="Train a LoRA adapter instead of all weights.")
     init_seed: int = Field(0, ge=0, lt=2**63, description="Seed of the tiny model's random initialisation.")
-
-
-class CUTSSection(Strict):
-    """CUTS: after ``warmup`` ordinary tokens, draw uniformly from the kept set S_t (spec §2.2)."""
-
-    enabled: bool = Field(False, description="Sample the CUTS members of each group (see mixed_plan) with CUTS.")
-    k: int = Field(5, ge=1, description="K, the top-k candidates. READ (paper Table 3).")
-    delta: float = Field(0.03, ge=0.0, lt=1.0, description="delta: keep candidates with p > delta at temperature 1. READ.")
-    warmup: int = Field(5, ge=0, description="T_warm: ordinary tokens before CUTS starts (prefix protection). READ.")
-
-
-class MixedPlan(Strict):
-    """How each group splits between ordinary and CUTS rollouts (spec §2.3); one advantage over both."""
-
-    standard: int = Field(8, ge=0, description="Ordinary rollouts per group. READ (8 of 16).")
-    cuts: int = Field(8, ge=0, description="CUTS rollouts per group. READ (8 of 16; no ratio ablation was found).")
 
 
 class SamplingSection(Strict):
@@ -135,13 +120,10 @@ class RunConfig(Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
 
     @model_validator(mode="after")
-    def _mixed_plan_fills_the_group(self) -> RunConfig:
-        plan, g = self.sampling.mixed_plan, self.train.group_size
-        if self.sampling.cuts.enabled and plan.standard + plan.cuts != g:
-            raise ValueError(f"sampling.mixed_plan: standard + cuts = {plan.standard + plan.cuts} must equal "
-                             f"train.group_size = {g}")
-        if self.sampling.cuts.enabled and self.sampling.temperature == 0:
-            raise ValueError("sampling.cuts: CUTS draws at random; it needs sampling.temperature > 0")
+    def _consistent(self) -> RunConfig:
+        from worldsmith.rl.methods import check_configs
+
+        check_configs(self)
         context = self.model.tiny.max_position_embeddings
         if self.model.path is None and self.sampling.max_new_tokens >= context:
             raise ValueError(f"sampling.max_new_tokens = {self.sampling.max_new_tokens} leaves no room for the "

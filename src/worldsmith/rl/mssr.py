@@ -12,19 +12,29 @@ prompt: alpha <- rho alpha + b, beta <- rho beta + (1 - b). The forgetting rate 
 Initialisation: N_0 = 1 / (1 - rho_min); a prompt with mean initial outcome v0 starts at
 alpha = N_0 v0, beta = N_0 (1 - v0); an unseen prompt starts at v_init (alpha = beta = 4 for 0.5).
 
-The advantage itself (baseline subtraction, batch normalisation, entropy shaping) is the ``mssr``
-estimator in ``worldsmith.rl.advantages``; this module holds only the state it needs.
+The advantage (baseline subtraction, batch normalisation, entropy shaping) is the ``mssr``
+estimator registered here; the plug-in ``MSSR`` at the end keeps the tracker, runs the
+initialisation pass and hands the estimator its baselines and entropies. Config: ``train.mssr``
+(the tracker) and ``train.advantage_cfg`` (the shaping coefficients); metrics ``mssr/...``.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
+
+from worldsmith.envs.contract import stable_hash
+from worldsmith.rl.advantages import AdvantageConfig, finish_advantages, register_advantage
+from worldsmith.rl.head import head_statistics
+from worldsmith.rl.losses import kl_estimate
+from worldsmith.rl.methods import LMHead, Method, StepContext, register_method
 
 
 class MSSRConfig(BaseModel):
@@ -154,3 +164,158 @@ class BetaTracker:
         self.beta = {str(k): float(v) for k, v in state["beta"].items()}
         self.kl_window = deque((float(x) for x in state["kl_window"]), maxlen=self.cfg.kl_window)
         self.initialised = bool(state["initialised"])
+
+
+# --- the advantage estimator ---------------------------------------------------------------------
+def mssr_shaping(advantages: Tensor, entropy: Tensor, mask: Tensor, coef: float, kappa: float) -> Tensor:
+    """MSSR's entropy bonus psi (B, T) = min(coef * H, |A| / kappa) on the mask, 0 elsewhere.
+
+    advantages (B, T), entropy (B, T) (detached), mask (B, T). psi >= 0, psi <= |A| / kappa, and
+    psi = 0 where A = 0.
+    """
+    psi = torch.minimum(coef * entropy.detach().double(), advantages.double().abs() / kappa)  # (B, T)
+    return torch.where(mask.bool(), psi, 0.0)
+
+
+@register_advantage("mssr")
+def mssr(
+    rewards: Tensor,
+    mask: Tensor,
+    group_ids: Tensor,
+    cfg: AdvantageConfig | None = None,
+    *,
+    baseline: Tensor | None = None,
+    entropy: Tensor | None = None,
+    **batch,
+) -> Tensor:
+    """MSSR (spec §4.3-4.4): single-rollout advantage with a tracked baseline and entropy shaping.
+
+    rewards (B,) sequence scores; baseline (B,) v(x) of each sample's prompt *before* this step's
+    update (from ``rl.mssr.BetaTracker``); entropy (B, T) H_t or None (no shaping). group_ids are
+    not used: normalisation is over the whole batch.
+
+        a = r - v;  A = (a - mean(a)) / sqrt(max(var(a), var_floor))   (population variance)
+        A_hat_t = A + min(entropy_coef * H_t, |A| / entropy_kappa)      on the mask
+
+    Example: r = [1, 0], v = [0.5, 0.5] gives a = [0.5, -0.5], A = [1, -1]; with H = 0.1 the
+    bonus is min(0.04, 0.5) = 0.04, so A_hat = [1.04, -0.96].
+    """
+    cfg = cfg or AdvantageConfig()
+    if baseline is None:
+        raise ValueError("mssr needs baseline= (B,), the tracked value of each prompt (rl.mssr.BetaTracker)")
+    B = mask.shape[0]
+    if rewards.shape != (B,) or baseline.shape != (B,):
+        raise ValueError(f"mssr needs rewards and baseline of shape ({B},), got {tuple(rewards.shape)} "
+                         f"and {tuple(baseline.shape)}")
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards must be finite; clean them with rl.reward_check.validate_rewards")
+    raw = rewards.double() - baseline.to(rewards.device).double()  # (B,)
+    var = raw.var(unbiased=False) if B > 1 else raw.new_zeros(())
+    adv = ((raw - raw.mean()) * torch.rsqrt(var.clamp_min(cfg.var_floor)))[:, None].expand(mask.shape)  # (B, T)
+    if entropy is not None and cfg.entropy_coef > 0:
+        adv = adv + mssr_shaping(adv, entropy, mask, cfg.entropy_coef, cfg.entropy_kappa)  # (B, T)
+    return finish_advantages(adv, mask, rewards)  # (B, T)
+
+
+# --- the plug-in ----------------------------------------------------------------------------------
+@register_method
+class MSSR(Method):
+    """MSSR in the RL step: the tracker's baselines and the token entropies go to the ``mssr``
+    estimator; after the advantages, this step's outcomes and KL(pi_old || pi_ref) are folded into
+    the tracker. Before the first step, an initialisation pass sets the priors."""
+
+    name = "mssr"
+
+    @classmethod
+    def active(cls, cfg) -> bool:
+        return cfg.train.advantage == "mssr"
+
+    def __init__(self, trainer) -> None:
+        super().__init__(trainer)
+        self.tracker = BetaTracker(self.cfg.train.mssr)
+        self.wants_hidden = self.cfg.train.mssr.entropy_mode == "full_distribution"
+
+    def keys(self, ctx_instances) -> list[str]:
+        """The tracker's key of each row: its prompt (environment/seed) or its environment."""
+        if self.cfg.train.mssr.key == "environment":
+            return [inst.env for inst in ctx_instances]
+        return [f"{inst.env}/{inst.seed}" for inst in ctx_instances]
+
+    def before_fit(self) -> dict:
+        m = self.cfg.train.mssr
+        if m.init_pass and self.trainer.step_index == 0 and not self.tracker.initialised:
+            return self.initialise()
+        return {}
+
+    def initialise(self) -> dict:
+        """Roll out the current policy ``n_init`` times on the prompts of the next ``init_steps``
+        steps (every training prompt by default, read from a copy of the pool so the pool itself
+        does not move) and set each key's prior from its mean outcome."""
+        trainer, t, m = self.trainer, self.cfg.train, self.cfg.train.mssr
+        started = time.perf_counter()
+        preview = trainer.pool_preview()
+        steps = range(trainer.step_index, trainer.step_index + (m.init_steps or t.steps))
+        instances = [inst for s in steps for inst in preview.sample_batch(t.prompts_per_step, s, t.seed)]
+        acc = trainer.acc
+        mine = [inst for inst in instances[acc.process_index :: acc.num_processes] for _ in range(m.n_init)]
+        params = replace(trainer.sampling_params(trainer.step_index),
+                         seed=stable_hash("mssr_init", t.seed, acc.process_index) % 2**62)
+        rollouts = trainer.backend.generate([inst.prompt for inst in mine], params)
+        _, rewards, _ = trainer.grade(mine, rollouts.texts)
+        pairs = trainer.gather(list(zip(self.keys(mine), (rewards > m.outcome_threshold).float().tolist())))
+        self.tracker.initialise([k for k, _ in pairs], [b for _, b in pairs])
+        return {
+            "mssr/init_rollouts": len(pairs),
+            "mssr/init_outcome_mean": sum(b for _, b in pairs) / max(len(pairs), 1),
+            "mssr/init_seconds": time.perf_counter() - started,
+        }
+
+    def hidden_statistics(self, hidden: Tensor, head: LMHead, tokens: Tensor, mask: Tensor,
+                          temperature: float) -> Tensor:
+        _, entropy = head_statistics(hidden, head.weight, tokens, mask, bias=head.bias, temperature=temperature,
+                                     features=False, entropy=True)
+        return entropy  # (b, T)
+
+    def advantage_inputs(self, ctx: StepContext) -> dict:
+        entropy = ctx.hidden.get(self.name)
+        if entropy is None:
+            entropy = sampled_token_entropy(ctx.old_logp, ctx.mask)  # (B, T)
+        keys = self.keys(ctx.instances)
+        return {"prompt_keys": keys, "baseline": self.tracker.values(keys).to(ctx.mask.device), "entropy": entropy}
+
+    def after_advantages(self, ctx: StepContext) -> dict:
+        """Diagnostics of the shaping, then fold this step's outcomes and KL into the tracker."""
+        a, m = self.cfg.train.advantage_cfg, self.cfg.train.mssr
+        inputs, mask = ctx.advantage_inputs, ctx.mask
+        baseline, entropy, keys = inputs["baseline"], inputs["entropy"], inputs["prompt_keys"]
+        unshaped = mssr(ctx.shaped, mask, ctx.group_ids, a, baseline=baseline)  # (B, T)
+        psi = mssr_shaping(unshaped, entropy, mask, a.entropy_coef, a.entropy_kappa)  # (B, T)
+        capped = mask & (unshaped.abs() / a.entropy_kappa < a.entropy_coef * entropy)  # (B, T)
+        n = mask.sum().clamp_min(1)
+        seen = self.tracker.seen(keys)
+        pairs = list(zip(keys, (ctx.rewards > m.outcome_threshold).float().tolist()))
+        kls: list[float] = []
+        if ctx.ref_logp is not None:  # per-sample mean token k3 estimate of KL(pi_old || pi_ref)
+            per_token = kl_estimate(ctx.old_logp, ctx.ref_logp, "k3") * mask
+            kls = (per_token.sum(1) / mask.sum(1).clamp_min(1)).tolist()
+        pairs, kls = self.trainer.gather(pairs), self.trainer.gather(kls)  # every process keeps the same tracker
+        kl = sum(kls) / len(kls) if kls else None
+        rho = self.tracker.update([k for k, _ in pairs], [b for _, b in pairs], kl)
+        return {
+            "mssr/rho": rho,
+            "mssr/kl": kl,
+            "mssr/value_mean": float(baseline.mean()),
+            "mssr/value_std": float(baseline.std(unbiased=False)),
+            "mssr/value_min": float(baseline.min()),
+            "mssr/value_max": float(baseline.max()),
+            "mssr/seen_fraction": sum(seen) / len(seen),
+            "mssr/entropy": float((entropy * mask).sum() / n),
+            "mssr/psi_mean": float(psi.sum() / n),
+            "mssr/cap_fraction": float(capped.sum() / n),
+        }
+
+    def state_dict(self) -> dict:
+        return self.tracker.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tracker.load_state_dict(state)

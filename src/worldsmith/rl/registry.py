@@ -1,6 +1,7 @@
-"""Name -> function registries for algorithm variants (advantage estimators, policy losses).
+"""Name -> object registries for algorithm variants: advantage estimators, policy losses, methods.
 
-Each registry holds functions of one signature, stated where the registry is created. Registering a
+Each registry holds objects of one kind, stated where the registry is created, and lists the
+modules that hold its built-ins. Registering a
 name twice raises ``ValueError``; asking for an unknown name raises ``UnknownName`` whose message is
 one line listing the valid names.
 
@@ -28,14 +29,14 @@ class UnknownName(KeyError):
 class Registry(Generic[F]):
     """A name -> function table for one kind of algorithm variant.
 
-    ``kind`` names the variants in messages ("advantage", "loss"). ``builtins`` is a module path
-    imported on the first lookup, so the built-in variants are always present without an import
-    order to remember.
+    ``kind`` names the variants in messages ("advantage", "loss"). ``builtins`` are module paths
+    imported, in order, on the first lookup, so the built-in variants are always present without an
+    import order to remember.
     """
 
-    def __init__(self, kind: str, builtins: str | None = None) -> None:
+    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
         self.kind = kind
-        self._builtins = builtins
+        self._builtins = tuple(builtins)
         self._table: dict[str, F] = {}
 
     def register(self, name: str) -> Callable[[F], F]:
@@ -65,17 +66,24 @@ class Registry(Generic[F]):
         self._load()
         return sorted(self._table)
 
+    def values(self) -> list[F]:
+        """The registered objects, in registration order (the built-in modules' order first)."""
+        self._load()
+        return list(self._table.values())
+
     def __contains__(self, name: object) -> bool:
         self._load()
         return name in self._table
 
     def _load(self) -> None:
-        if self._builtins is not None:
-            importlib.import_module(self._builtins)
-            self._builtins = None
+        builtins, self._builtins = self._builtins, ()
+        for module in builtins:
+            importlib.import_module(module)
 
 
 #: ``fn(rewards, mask, group_ids, cfg, **batch) -> advantages``; see ``worldsmith.rl.advantages``.
-ADVANTAGES: Registry = Registry("advantage", builtins="worldsmith.rl.advantages")
+ADVANTAGES: Registry = Registry("advantage", builtins=("worldsmith.rl.advantages", "worldsmith.rl.mssr"))
 #: ``fn(logp, old_logp, advantages, mask, cfg, ref_logp=None) -> (loss, metrics)``; see ``worldsmith.rl.losses``.
-LOSSES: Registry = Registry("loss", builtins="worldsmith.rl.losses")
+LOSSES: Registry = Registry("loss", builtins=("worldsmith.rl.losses",))
+#: ``Method`` subclasses by name, in the order the trainer calls their hooks; see ``worldsmith.rl.methods``.
+METHODS: Registry = Registry("method", builtins=("worldsmith.rl.cuts", "worldsmith.rl.g2rl", "worldsmith.rl.mssr"))

@@ -1,8 +1,9 @@
 """The RL spine: sample instances -> generate -> grade -> advantages -> policy loss -> update.
 
 ``Trainer.step`` is one top-to-bottom pass of that pipeline; ``Trainer.fit`` loops it with logging,
-checkpoints and a progress bar. Algorithms come from the registries by name; the trainer holds no
-algorithm of its own.
+checkpoints and a progress bar. Algorithms come from the registries by name, and methods
+(exploration, shaping, extra roles) are plug-ins whose hooks the step calls at fixed points
+(``worldsmith.rl.methods``); the trainer holds no algorithm of its own.
 
 Shapes: B = prompts_per_step * group_size completions, T = longest completion, P = longest prompt.
 """
@@ -15,31 +16,28 @@ import random
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
 
 from worldsmith.configuration import dump
 from worldsmith.envs.contract import Instance, stable_hash
-from worldsmith.policy.backend import Rollouts, SamplingParams, merge_rollouts
+from worldsmith.policy.backend import Rollouts, SamplingParams
 from worldsmith.policy.hf_backend import (
     HFBackend,
     grouped_sequence_logprobs,
     sequence_logprobs,
     shares_prompts,
 )
-from worldsmith.policy.sampling import CUTS
 from worldsmith.progress import progress_bar
-from worldsmith.rl.advantages import call_advantage, get_advantage, mssr_shaping
+from worldsmith.rl.advantages import call_advantage, get_advantage
 from worldsmith.rl.config import RunConfig
-from worldsmith.rl.cuts import cuts_rows, mixed_cuts_metrics
 from worldsmith.rl.env_metrics import environment_metrics
-from worldsmith.rl.losses import aggregation_denominator, get_loss, kl_estimate
-from worldsmith.rl.mssr import BetaTracker, sampled_token_entropy
+from worldsmith.rl.losses import aggregation_denominator, get_loss
+from worldsmith.rl.methods import LMHead, Method, StepContext, configured_methods
 from worldsmith.rl.pool import EnvPool
-from worldsmith.rl.reward_check import safe_grade, safe_grade_batch, validate_rewards
-from worldsmith.rl.shaping import g2rl_metrics, g2rl_novelty, g2rl_shape, g2rl_signed, head_statistics
+from worldsmith.rl.reward_check import safe_grade_batch, validate_rewards
 from worldsmith.runs import RunDir, atomic_write_bytes
 
 PHASES = ("generate", "grade", "old_logprobs", "ref_logprobs", "backward", "optimizer")
@@ -57,7 +55,7 @@ class Batch:
     advantages: torch.Tensor  # (B, T)
     old_logp: torch.Tensor  # (B, T)
     ref_logp: torch.Tensor | None  # (B, T)
-    is_cuts: torch.Tensor | None = None  # (B,) bool, True on rows sampled with CUTS
+    off_policy: torch.Tensor | None = None  # (B,) bool, True on rows a method's sampler drew
 
 
 class PhaseTimer:
@@ -161,11 +159,13 @@ class Trainer:
     """GRPO-family training of ``model`` on ``cfg.pool``. Call ``fit(run_dir)``.
 
     ``ref_model`` is needed only when ``cfg.train.loss_cfg.kl_coef > 0``. ``pool`` replaces the
-    pool built from ``cfg.pool`` (e.g. one whose membership changes during the run).
+    pool built from ``cfg.pool`` (e.g. one whose membership changes during the run). The method
+    plug-ins the config switches on are built here; ``methods`` adds plug-ins built by the caller
+    (each a ``Method`` taking this trainer), whose hooks run after the configured ones'.
     """
 
     def __init__(self, cfg: RunConfig, model, tokenizer, ref_model=None, accelerator: Accelerator | None = None,
-                 pool: EnvPool | None = None):
+                 pool: EnvPool | None = None, methods: Sequence = ()):
         self.cfg = cfg
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         if cfg.train.prompts_per_step % self.acc.num_processes:
@@ -187,11 +187,17 @@ class Trainer:
         self.loss_fn = get_loss(cfg.train.loss)
         s = cfg.sampling
         self.backend = HFBackend(self.acc.unwrap_model(self.model), tokenizer, device=self.acc.device, batch_size=s.batch_size)
-        self.cuts = CUTS(s.cuts.k, s.cuts.delta, s.cuts.warmup) if s.cuts.enabled and s.mixed_plan.cuts else None
-        # MSSR's baseline is state carried across steps (and checkpoints), owned here
-        self.tracker = BetaTracker(cfg.train.mssr) if cfg.train.advantage == "mssr" else None
-        self._pending_metrics: dict = {}  # logged with the next step (e.g. MSSR's initialisation pass)
+        self._pending_metrics: dict = {}  # logged with the next step (e.g. a method's before_fit pass)
         self.step_index = 0
+        self.methods: list[Method] = [cls(self) for cls in configured_methods(cfg)]
+        self.methods += [make(self) for make in methods]
+
+    def method(self, name: str) -> Method:
+        """The active method plug-in called ``name`` (KeyError when the run does not use it)."""
+        for m in self.methods:
+            if m.name == name:
+                return m
+        raise KeyError(f"this run uses no method {name!r}; active: {', '.join(m.name for m in self.methods) or 'none'}")
 
     @property
     def env_of(self) -> dict:
@@ -205,174 +211,109 @@ class Trainer:
         return SamplingParams(s.max_new_tokens, s.temperature, s.top_k, s.top_p, seed=seed)
 
     def collect(self, step: int, timer: PhaseTimer) -> tuple[Batch, dict]:
-        """Sample prompts, generate a group per prompt, grade, validate rewards, compute advantages."""
+        """Sample prompts, generate a group per prompt, grade, validate rewards, compute advantages.
+        The methods' hooks run at the points named in ``worldsmith.rl.methods``."""
         t = self.cfg.train
         # every process draws the same batch and takes its own share of the prompts
         instances = self.pool.sample_batch(t.prompts_per_step, step, t.seed)
         mine = instances[self.acc.process_index :: self.acc.num_processes]
         grouped = [inst for inst in mine for _ in range(t.group_size)]  # B
-        params = self.sampling_params(step)
+        ctx = StepContext(step, grouped, self.sampling_params(step))
         with timer("generate"):
-            rollouts, is_cuts = self._generate(grouped, params)  # is_cuts (B,) bool
-        env_of = self.env_of
+            ctx.rollouts, ctx.off_policy = self._generate(grouped, ctx.params)  # off_policy (B,) bool
         with timer("grade"):
-            prefetch_grades(env_of, grouped, rollouts.texts)
-            scores = safe_grade_batch([(env_of[inst.env], inst, text)
-                                       for inst, text in zip(grouped, rollouts.texts)], t.grade_timeout_s)
-            rewards, reward_metrics = validate_rewards(scores, failure_value=t.failure_reward)  # (B,)
-        passed = [bool(getattr(s, "passed", False)) for s in scores]
+            ctx.scores, rewards, reward_metrics = self.grade(grouped, ctx.rollouts.texts)  # (B,)
+        ctx.passed = [bool(getattr(s, "passed", False)) for s in ctx.scores]
         device = self.acc.device
-        rewards = rewards.to(device)
-        mask = rollouts.completion_mask  # (B, T)
-        group_ids = torch.arange(len(mine), device=device).repeat_interleave(t.group_size)  # (B,)
-        g2rl = t.shaping.g2rl
-        full_entropy = self.tracker is not None and t.mssr.entropy_mode == "full_distribution"
+        ctx.rewards = rewards.to(device)
+        ctx.group_ids = torch.arange(len(mine), device=device).repeat_interleave(t.group_size)  # (B,)
+        hidden = [m for m in self.methods if m.wants_hidden]
         with timer("old_logprobs"):
-            if plain_sampling(params) and not is_cuts.any() and not (g2rl.enabled or full_entropy):
-                old_logp, features, entropy = rollouts.behaviour_logp, None, None  # drawn from the policy itself
-            else:  # one forward: CUTS tokens need policy log-probs; G2RL / full entropy need its hidden states
-                old_logp, features, entropy = self._old_pass(rollouts, g2rl.enabled, full_entropy)
-        ref_logp = None
+            if plain_sampling(ctx.params) and not ctx.off_policy.any() and not hidden:
+                ctx.old_logp = ctx.rollouts.behaviour_logp  # drawn from the policy itself
+            else:  # one forward: off-policy rows need policy log-probs; methods may need its hidden states
+                ctx.old_logp, ctx.hidden = self._old_pass(ctx.rollouts, hidden)
         if self.ref_model is not None:
             with timer("ref_logprobs"):
-                ref_logp = self._logprobs(self.ref_model, rollouts)
+                ctx.ref_logp = self.logprobs(self.ref_model, ctx.rollouts)
         method_metrics: dict = {}
-        shaped = rewards  # (B,)
-        if g2rl.enabled:
-            nu = g2rl_novelty(features, g2rl_signed(rewards, g2rl), group_ids, g2rl.eps)  # (B,) weights exp(+-1)
-            shaped = g2rl_shape(rewards, nu, group_ids, g2rl).to(device)  # (B,)
-            method_metrics.update(g2rl_metrics(features, nu, rewards, shaped, group_ids, g2rl))
-        keys = self._prompt_keys(grouped)
-        extras: dict = {"old_logp": old_logp, "prompt_keys": keys}
-        if self.tracker is not None:
-            if entropy is None:
-                entropy = sampled_token_entropy(old_logp, mask)  # (B, T)
-            extras.update(baseline=self.tracker.values(keys).to(device), entropy=entropy)
-        advantages = call_advantage(self.advantage_fn, shaped, mask, group_ids, t.advantage_cfg, **extras)  # (B, T)
-        if self.tracker is not None:
-            method_metrics.update(self._update_tracker(keys, shaped, rewards, mask, group_ids, extras, ref_logp))
-        if is_cuts.any():
-            c = self.cfg.sampling.cuts
-            method_metrics.update(mixed_cuts_metrics(rewards, is_cuts, group_ids, rollouts.behaviour_logp,
-                                                     old_logp, mask, c.warmup, c.k))
-        pool_metrics = self._update_pool(instances, step, passed)
+        ctx.shaped = ctx.rewards  # (B,)
+        for m in self.methods:
+            ctx.shaped, extra = m.shape_rewards(ctx, ctx.shaped)
+            method_metrics.update(extra)
+        ctx.prompt_keys = [f"{inst.env}/{inst.seed}" for inst in grouped]
+        ctx.advantage_inputs = {"old_logp": ctx.old_logp, "prompt_keys": ctx.prompt_keys}
+        for m in self.methods:
+            ctx.advantage_inputs.update(m.advantage_inputs(ctx))
+        ctx.advantages = call_advantage(self.advantage_fn, ctx.shaped, ctx.mask, ctx.group_ids, t.advantage_cfg,
+                                        **ctx.advantage_inputs)  # (B, T)
+        for m in self.methods:
+            method_metrics.update(m.after_advantages(ctx))
+        pool_metrics = self._update_pool(instances, step, ctx.passed)
+        rewards, rollouts = ctx.rewards, ctx.rollouts
         grp = rewards.view(-1, t.group_size)
         metrics = {
             "reward/mean": float(rewards.mean()),
             "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "accuracy/train": sum(passed) / len(passed),
+            "accuracy/train": sum(ctx.passed) / len(ctx.passed),
             "groups/zero_variance_fraction": float((grp.std(dim=1, unbiased=False) == 0).float().mean()),
             "reward/invalid": reward_metrics["invalid"],
-            "completion_tokens/mean": float(mask.sum(1).float().mean()),
+            "completion_tokens/mean": float(ctx.mask.sum(1).float().mean()),
             "completion/finished_fraction": float(rollouts.finished.float().mean()) if rollouts.finished is not None else None,
-            "entropy": self._sampled_entropy(rollouts, old_logp, is_cuts),
+            "entropy": self._sampled_entropy(rollouts, ctx.old_logp, ctx.off_policy),
             **{f"reward/{k}": v for k, v in reward_metrics.items() if k.startswith("invalid_") and v},
             **pool_metrics,
             **method_metrics,
-            **environment_metrics(env_of, grouped, rollouts.texts, scores),  # e.g. the games' game/itp
+            **environment_metrics(self.env_of, grouped, rollouts.texts, ctx.scores),  # e.g. the games' game/itp
         }
-        batch = Batch(grouped, rollouts, rewards, passed, group_ids, advantages, old_logp, ref_logp, is_cuts)
+        batch = Batch(grouped, rollouts, rewards, ctx.passed, ctx.group_ids, ctx.advantages, ctx.old_logp,
+                      ctx.ref_logp, ctx.off_policy)
         return batch, metrics
 
+    def grade(self, instances: list[Instance], texts: list[str]) -> tuple[list, torch.Tensor, dict]:
+        """Grade one response per instance, each call bounded by ``train.grade_timeout_s``: the
+        scores, the validated rewards (B,) (invalid ones replaced by ``train.failure_reward``) and
+        the validation's counts."""
+        t, env_of = self.cfg.train, self.env_of
+        prefetch_grades(env_of, instances, texts)
+        scores = safe_grade_batch([(env_of[inst.env], inst, text) for inst, text in zip(instances, texts)],
+                                  t.grade_timeout_s)
+        rewards, reward_metrics = validate_rewards(scores, failure_value=t.failure_reward)  # (B,)
+        return scores, rewards, reward_metrics
+
+    def gather(self, items: list) -> list:
+        """Every process's ``items``, concatenated in process order (``items`` itself on one process)."""
+        if self.acc.num_processes == 1:
+            return items
+        from accelerate.utils import gather_object
+
+        return gather_object(items)
+
+    def pool_preview(self) -> EnvPool:
+        """A copy of the pool in its current state, to look ahead at upcoming batches without moving it."""
+        preview = EnvPool(self.cfg.pool)
+        preview.load_state_dict(self.pool.state_dict())
+        return preview
+
     def _generate(self, grouped: list[Instance], params: SamplingParams) -> tuple[Rollouts, torch.Tensor]:
-        """One completion per entry, and which rows used CUTS (B,) bool. With CUTS on, the mixed
-        plan's CUTS members of each group come from a second call (with its own seed) and are
-        merged back in group order."""
-        prompts = [inst.prompt for inst in grouped]
-        if self.cuts is None:
-            return self.backend.generate(prompts, params), torch.zeros(len(prompts), dtype=torch.bool, device=self.acc.device)
-        plan = self.cfg.sampling.mixed_plan
-        is_cuts = cuts_rows(len(prompts) // self.cfg.train.group_size, plan.standard, plan.cuts, self.acc.device)
-        cuts_params = replace(params, seed=stable_hash("cuts", params.seed) % 2**62)
-        parts, positions = [], []
-        for rows, p, processor in ((~is_cuts, params, None), (is_cuts, cuts_params, self.cuts)):
-            idx = rows.nonzero().squeeze(-1).tolist()
-            if idx:
-                parts.append(self.backend.generate([prompts[i] for i in idx], p, logits_processor=processor))
-                positions.append(idx)
-        return merge_rollouts(parts, positions, pad_id=self.backend.pad_id), is_cuts
+        """One completion per entry, and which rows a method's sampler drew (B,) bool: the first
+        method whose ``generate`` answers generates; otherwise the policy samples every row."""
+        for m in self.methods:
+            out = m.generate(grouped, params)
+            if out is not None:
+                return out
+        rollouts = self.backend.generate([inst.prompt for inst in grouped], params)
+        return rollouts, torch.zeros(len(grouped), dtype=torch.bool, device=self.acc.device)
 
     @staticmethod
-    def _sampled_entropy(r: Rollouts, old_logp: torch.Tensor, is_cuts: torch.Tensor) -> float:
+    def _sampled_entropy(r: Rollouts, old_logp: torch.Tensor, off_policy: torch.Tensor) -> float:
         """-mean log-prob of the sampled tokens: of their sampling distribution on the rows drawn from
-        the policy; a CUTS-only batch falls back to the policy's log-prob of its tokens."""
+        the policy; a batch drawn only by a method's sampler falls back to the policy's log-prob of its tokens."""
         mask = r.completion_mask.bool()
-        own = mask & ~is_cuts[:, None]  # (B, T)
+        own = mask & ~off_policy[:, None]  # (B, T)
         if own.any():
             return float(-(r.behaviour_logp * own).sum() / own.sum())
         return float(-(old_logp * mask).sum() / mask.sum().clamp_min(1))
-
-    def _prompt_keys(self, instances: list[Instance]) -> list[str]:
-        """Stable keys of the prompts, for MSSR's tracker: (environment, seed), or the environment."""
-        if self.cfg.train.mssr.key == "environment":
-            return [inst.env for inst in instances]
-        return [f"{inst.env}/{inst.seed}" for inst in instances]
-
-    def _update_tracker(self, keys, shaped, rewards, mask, group_ids, extras, ref_logp) -> dict:
-        """MSSR diagnostics, then fold this step's outcomes and KL(pi_old || pi_ref) into the tracker."""
-        t, m = self.cfg.train, self.cfg.train.mssr
-        baseline, entropy = extras["baseline"], extras["entropy"]
-        unshaped = call_advantage(self.advantage_fn, shaped, mask, group_ids, t.advantage_cfg,
-                                  **{**extras, "entropy": None})  # (B, T)
-        a = t.advantage_cfg
-        psi = mssr_shaping(unshaped, entropy, mask, a.entropy_coef, a.entropy_kappa)  # (B, T)
-        capped = mask & (unshaped.abs() / a.entropy_kappa < a.entropy_coef * entropy)  # (B, T)
-        n = mask.sum().clamp_min(1)
-        seen = self.tracker.seen(keys)
-        pairs = list(zip(keys, (rewards > m.outcome_threshold).float().tolist()))
-        kls: list[float] = []
-        if ref_logp is not None:  # per-sample mean token k3 estimate of KL(pi_old || pi_ref)
-            per_token = kl_estimate(extras["old_logp"], ref_logp, "k3") * mask
-            kls = (per_token.sum(1) / mask.sum(1).clamp_min(1)).tolist()
-        if self.acc.num_processes > 1:  # every process keeps the same tracker
-            from accelerate.utils import gather_object
-
-            pairs, kls = gather_object(pairs), gather_object(kls)
-        kl = sum(kls) / len(kls) if kls else None
-        rho = self.tracker.update([k for k, _ in pairs], [b for _, b in pairs], kl)
-        return {
-            "mssr/rho": rho,
-            "mssr/kl": kl,
-            "mssr/value_mean": float(baseline.mean()),
-            "mssr/value_std": float(baseline.std(unbiased=False)),
-            "mssr/value_min": float(baseline.min()),
-            "mssr/value_max": float(baseline.max()),
-            "mssr/seen_fraction": sum(seen) / len(seen),
-            "mssr/entropy": float((entropy * mask).sum() / n),
-            "mssr/psi_mean": float(psi.sum() / n),
-            "mssr/cap_fraction": float(capped.sum() / n),
-        }
-
-    def initialise_tracker(self) -> dict:
-        """MSSR's initialisation pass: roll out the current policy ``n_init`` times on the prompts of
-        the next ``init_steps`` steps (every training prompt by default; read from a copy of the pool,
-        so the pool itself does not move) and set each key's prior from its mean outcome."""
-        t, m = self.cfg.train, self.cfg.train.mssr
-        started = time.perf_counter()
-        preview = EnvPool(self.cfg.pool)
-        preview.load_state_dict(self.pool.state_dict())
-        steps = range(self.step_index, self.step_index + (m.init_steps or t.steps))
-        instances = [inst for s in steps for inst in preview.sample_batch(t.prompts_per_step, s, t.seed)]
-        mine = [inst for inst in instances[self.acc.process_index :: self.acc.num_processes] for _ in range(m.n_init)]
-        params = replace(self.sampling_params(self.step_index),
-                         seed=stable_hash("mssr_init", t.seed, self.acc.process_index) % 2**62)
-        rollouts = self.backend.generate([inst.prompt for inst in mine], params)
-        env_of = self.env_of
-        prefetch_grades(env_of, mine, rollouts.texts)
-        scores = [safe_grade(env_of[inst.env], inst, text, t.grade_timeout_s)
-                  for inst, text in zip(mine, rollouts.texts)]
-        rewards, _ = validate_rewards(scores, failure_value=t.failure_reward)
-        pairs = list(zip(self._prompt_keys(mine), (rewards > m.outcome_threshold).float().tolist()))
-        if self.acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            pairs = gather_object(pairs)
-        self.tracker.initialise([k for k, _ in pairs], [b for _, b in pairs])
-        return {
-            "mssr/init_rollouts": len(pairs),
-            "mssr/init_outcome_mean": sum(b for _, b in pairs) / max(len(pairs), 1),
-            "mssr/init_seconds": time.perf_counter() - started,
-        }
 
     def _update_pool(self, instances: list[Instance], step: int, passed: list[bool]) -> dict:
         """Steer the pool with every process's outcomes, so all processes keep the same pool."""
@@ -388,7 +329,9 @@ class Trainer:
         return self.pool.update(instances[: len(per_prompt)], per_prompt)
 
     @torch.no_grad()
-    def _logprobs(self, model, r: Rollouts) -> torch.Tensor:
+    def logprobs(self, model, r: Rollouts) -> torch.Tensor:
+        """Per-token log-probs (B, T) of the rollouts' completions under ``model``, at the
+        temperature the loss scores them (``logp_temperature``), in microbatches."""
         out = []
         mb = self.cfg.train.microbatch_size
         g = self._shared_group_size(r)
@@ -396,9 +339,9 @@ class Trainer:
             args = (r.prompt_ids[s : s + mb], r.prompt_mask[s : s + mb], r.completion_ids[s : s + mb],
                     r.completion_mask[s : s + mb])
             if g > 1 and mb % g == 0:  # every slice is whole groups: each prompt runs once
-                out.append(grouped_sequence_logprobs(model, *args, g, temperature=self._logp_temperature()))
+                out.append(grouped_sequence_logprobs(model, *args, g, temperature=self.logp_temperature()))
             else:
-                out.append(sequence_logprobs(model, *args, temperature=self._logp_temperature()))
+                out.append(sequence_logprobs(model, *args, temperature=self.logp_temperature()))
         return torch.cat(out)
 
     def _shared_group_size(self, r: Rollouts, group_ids: torch.Tensor | None = None) -> int:
@@ -444,31 +387,28 @@ class Trainer:
         return out
 
     @torch.no_grad()
-    def _old_pass(self, r: Rollouts, features: bool, entropy: bool):
+    def _old_pass(self, r: Rollouts, consumers: Sequence[Method]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Old-policy log-probs (B, T) from one forward, and from the same pass's final hidden states
-        G2RL's Phi (B, d) when ``features`` and the full-distribution entropy (B, T) when ``entropy``
-        (each None when not asked)."""
+        each consumer's ``hidden_statistics``, concatenated over slices (by method name)."""
         model = self.acc.unwrap_model(self.model)
-        if not (features or entropy):
-            return self._logprobs(model, r), None, None
-        head = model.get_output_embeddings()
-        weight = head.weight.detach().float()  # (V, d), cast once for the whole batch
-        bias = head.bias.detach().float() if getattr(head, "bias", None) is not None else None
-        g, temp, mb = self.cfg.train.shaping.g2rl, self._logp_temperature(), self.cfg.train.microbatch_size
-        logps, phis, ents = [], [], []
+        if not consumers:
+            return self.logprobs(model, r), {}
+        out = model.get_output_embeddings()
+        bias = getattr(out, "bias", None)
+        head = LMHead(out.weight.detach().float(), bias.detach().float() if bias is not None else None)  # cast once
+        temp, mb = self.logp_temperature(), self.cfg.train.microbatch_size
+        logps, parts = [], {m.name: [] for m in consumers}
         for s in range(0, len(r), mb):
             sl = slice(s, s + mb)
             logp, hidden = sequence_logprobs(model, r.prompt_ids[sl], r.prompt_mask[sl], r.completion_ids[sl],
                                              r.completion_mask[sl], temperature=temp, return_hidden=True)
-            phi, ent = head_statistics(hidden, weight, r.completion_ids[sl], r.completion_mask[sl], bias=bias,
-                                       temperature=temp, chunk=g.chunk, eps=g.eps, features=features,
-                                       entropy=entropy)
             logps.append(logp)
-            phis.append(phi)
-            ents.append(ent)
-        return (torch.cat(logps), torch.cat(phis) if features else None, torch.cat(ents) if entropy else None)
+            for m in consumers:
+                parts[m.name].append(m.hidden_statistics(hidden, head, r.completion_ids[sl], r.completion_mask[sl], temp))
+        return torch.cat(logps), {name: torch.cat(p) for name, p in parts.items()}
 
-    def _logp_temperature(self) -> float:
+    def logp_temperature(self) -> float:
+        """The temperature log-probs are taken at: the sampling temperature (1 for greedy)."""
         temp = self.cfg.sampling.temperature
         return temp if temp > 0 else 1.0
 
@@ -550,9 +490,9 @@ class Trainer:
         mask = r.completion_mask[ix, :width]  # (b, w)
         args = (r.prompt_ids[ix], r.prompt_mask[ix], r.completion_ids[ix, :width], mask)
         if shared > 1:  # whole groups: each prompt runs once for its group
-            logp = grouped_sequence_logprobs(self.model, *args, shared, temperature=self._logp_temperature())  # (b, w)
+            logp = grouped_sequence_logprobs(self.model, *args, shared, temperature=self.logp_temperature())  # (b, w)
         else:
-            logp = sequence_logprobs(self.model, *args, temperature=self._logp_temperature())
+            logp = sequence_logprobs(self.model, *args, temperature=self.logp_temperature())
         ref = batch.ref_logp[ix, :width] if batch.ref_logp is not None else None
         loss, m = self.loss_fn(logp, batch.old_logp[ix, :width], batch.advantages[ix, :width], mask, t.loss_cfg,
                                ref_logp=ref, denominator=denominator)
@@ -562,32 +502,26 @@ class Trainer:
     def step(self, step: int) -> dict:
         timer = PhaseTimer()
         started = time.perf_counter()
-        self.before_collect(step, timer)
+        for m in self.methods:
+            m.before_collect(step, timer)
         batch, metrics = self.collect(step, timer)
-        metrics.update(self.update(batch, step, timer, self.extra_roles(step, metrics)))
-        metrics.update(self.after_update(step))
+        roles = [role for m in self.methods for role in m.extra_roles(step, metrics)]
+        metrics.update(self.update(batch, step, timer, roles))
+        for m in self.methods:
+            metrics.update(m.after_update(step))
         metrics.update(self._pending_metrics)
         self._pending_metrics = {}
         metrics.update({f"time/{k}": v for k, v in timer.seconds.items()})
         metrics["time/step"] = time.perf_counter() - started
         return {"step": step, **metrics}
 
-    # hooks for trainers that add work to a step (EvoEnv's generator role, synth/loop.py)
-    def before_collect(self, step: int, timer: PhaseTimer) -> None:
-        """Runs before the step's rollout batch is sampled."""
-
-    def extra_roles(self, step: int, metrics: dict) -> list[tuple[str, Batch, float, int]]:
-        """Other rollout batches to add to this step's update (see ``update``'s ``roles``)."""
-        return []
-
-    def after_update(self, step: int) -> dict:
-        """Runs after the update; returns metrics for the step's row."""
-        return {}
-
     def postfix(self, row: dict) -> dict:
-        """What the progress bar shows after a step."""
-        return {"reward": f"{row['reward/mean']:.3f}", "acc": f"{row['accuracy/train']:.2f}",
-                "H": f"{row['entropy']:.2f}", "s": f"{row['time/step']:.2f}"}
+        """What the progress bar shows after a step: the headline figures, then the methods' fields."""
+        out = {"reward": f"{row['reward/mean']:.3f}", "acc": f"{row['accuracy/train']:.2f}",
+               "H": f"{row['entropy']:.2f}", "s": f"{row['time/step']:.2f}"}
+        for m in self.methods:
+            out.update(m.postfix(row))
+        return out
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -597,24 +531,26 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "pool": self.pool.state_dict(),
-            "mssr": self.tracker.state_dict() if self.tracker is not None else None,
+            "methods": {m.name: m.state_dict() for m in self.methods},
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "python_rng": random.getstate(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        self.step_index = int(state["step"])
         self.acc.unwrap_model(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.pool.load_state_dict(state["pool"])
-        if self.tracker is not None and state.get("mssr") is not None:
-            self.tracker.load_state_dict(state["mssr"])
+        saved = state.get("methods", {})
+        for m in self.methods:
+            if saved.get(m.name) is not None:
+                m.load_state_dict(saved[m.name])
         torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it to the GPU
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         random.setstate(state["python_rng"])
-        self.step_index = int(state["step"])
 
     def save_checkpoint(self, run: RunDir) -> pathlib.Path:
         import io
@@ -622,10 +558,17 @@ class Trainer:
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
         path = run.checkpoint_dir / f"step_{self.step_index}.pt"
+        for m in self.methods:
+            m.before_checkpoint(path)
         atomic_write_bytes(path, buffer.getvalue())
         kept = sorted(run.checkpoint_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
         for old in kept[: -self.cfg.train.keep_checkpoints]:
             old.unlink(missing_ok=True)
+        # a method's files beside a checkpoint (``<checkpoint>.<suffix>``) go with it
+        kept_names = {p.name for p in kept[-self.cfg.train.keep_checkpoints :]}
+        for companion in run.checkpoint_dir.glob("step_*.pt.*"):
+            if companion.name.split(".pt.")[0] + ".pt" not in kept_names:
+                companion.unlink(missing_ok=True)
         return path
 
     def resume(self, run: RunDir) -> bool:
@@ -650,9 +593,8 @@ class Trainer:
         main = self.acc.is_main_process
         if main:
             dump(self.cfg, run.root / "config.yaml")
-        m = t.mssr
-        if self.tracker is not None and m.init_pass and self.step_index == 0 and not self.tracker.initialised:
-            self._pending_metrics.update(self.initialise_tracker())
+        for m in self.methods:
+            self._pending_metrics.update(m.before_fit())
         rows = []
         bar = progress_bar(total=t.steps, initial=self.step_index, desc="train", disable=not (progress and main),
                            dynamic_ncols=True)

@@ -1,6 +1,6 @@
 """The EvoEnv loop: one policy writes environments and learns in them (specs/rl-algorithms.md §1.5-§1.6).
 
-Each step of ``SynthTrainer`` has two roles:
+Each step of the trainer has two roles; the generator role is the method plug-in ``GeneratorRole``:
 
 - **generator**: ``synth.prompts_per_step`` generator prompts, each showing k exemplar programs
   from the pool, ``synth.group_size`` completions each (``proposer: policy``); or the next
@@ -44,6 +44,7 @@ from worldsmith.policy.backend import SamplingParams
 from worldsmith.policy.http_backend import HTTPBackend, HTTPBackendConfig
 from worldsmith.rl.advantages import call_advantage, get_advantage
 from worldsmith.rl.config import RunConfig
+from worldsmith.rl.methods import Method
 from worldsmith.rl.pool import EnvPool, PoolEntry
 from worldsmith.rl.trainer import Batch, PhaseTimer, Trainer, plain_sampling
 from worldsmith.runs import RunDir
@@ -185,8 +186,11 @@ class SynthPool(EnvPool):
     environment that fails to sample is dropped from the batch (its rows are redrawn from the
     seeds) and reported in ``broken``."""
 
-    def __init__(self, seeds: Sequence[PoolEntry], seed_floor: float, ema_decay: float = 0.9) -> None:
+    def __init__(self, seeds: Sequence[PoolEntry], seed_floor: float, ema_decay: float = 0.9,
+                 factory: Callable[[int], AdmittedEnvironment] | None = None) -> None:
         super().__init__(seeds, ema_decay)
+        #: ``factory(id)`` rebuilds an admitted environment (from the archive) when a state is loaded
+        self.factory = factory
         self.seed_names = frozenset(e.name for e in self.entries)
         self.seed_floor = seed_floor
         self.admitted: dict[str, dict] = {}  # entry name -> {"id", "since"}
@@ -242,29 +246,38 @@ class SynthPool(EnvPool):
             mode="json")} for name, info in self.admitted.items()}
         return state
 
-    def load_state_dict(self, state: Mapping, factory: Callable[[int], AdmittedEnvironment] | None = None) -> None:
-        """Restore the pool; ``factory(id)`` rebuilds each admitted environment (from the archive)."""
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore the pool; ``self.factory(id)`` rebuilds each admitted environment."""
         for name in list(self.admitted):
             super().remove(name)
         self.admitted.clear()
         for info in (state.get("admitted") or {}).values():
-            if factory is None:
+            if self.factory is None:
                 raise ValueError("restoring admitted environments needs a factory")
-            self.add_admitted(factory(int(info["id"])), PoolEntry.model_validate(info["entry"]), int(info["since"]))
+            self.add_admitted(self.factory(int(info["id"])), PoolEntry.model_validate(info["entry"]), int(info["since"]))
         super().load_state_dict(state)
 
 
-# --- the trainer ------------------------------------------------------------------------------------
-class SynthTrainer(Trainer):
-    """``Trainer`` with EvoEnv's generator role, admission funnel and evolving pool."""
+# --- the generator role -----------------------------------------------------------------------------
+class GeneratorRole(Method):
+    """EvoEnv's generator role as a method plug-in: proposes programs, judges them with the
+    admission funnel, admits them into the trainer's ``SynthPool`` and adds the generator's rollouts
+    to the update. Built by ``synth_run`` with the run's archive and folder; metrics ``synth/...``
+    and ``generator/...``."""
 
-    def __init__(self, cfg: SynthConfig, model, tokenizer, archive: Archive, run: RunDir, ref_model=None,
-                 accelerator=None) -> None:
-        if accelerator is not None and accelerator.num_processes > 1:
+    name = "generator"
+
+    def __init__(self, trainer: Trainer, archive: Archive, run: RunDir) -> None:
+        super().__init__(trainer)
+        if trainer.acc.num_processes > 1:
             raise ValueError("worldsmith synth runs in one process (the funnel and archive are not distributed)")
+        if not isinstance(trainer.pool, SynthPool):
+            raise TypeError("the generator role needs the trainer's pool to be a SynthPool")
+        cfg = trainer.cfg
         self.synth = cfg.synth
-        pool = SynthPool(cfg.pool, cfg.synth.seed_floor)
-        super().__init__(cfg, model, tokenizer, ref_model=ref_model, accelerator=accelerator, pool=pool)
+        self.pool: SynthPool = trainer.pool
+        self.pool.factory = self._rebuild
+        self.backend = trainer.backend
         self.archive = archive
         self.run = run
         f = cfg.synth.funnel
@@ -355,15 +368,16 @@ class SynthTrainer(Trainer):
         self.pool.add_admitted(admitted, entry, step)
 
     def _generator_batch(self, rollouts, lines: list[dict]) -> Batch:
-        s, device = self.synth, self.acc.device
+        s, tr = self.synth, self.trainer
+        device = tr.acc.device
         rewards = torch.tensor([float(line["reward"]) for line in lines], dtype=torch.float32, device=device)
         group_ids = torch.arange(s.prompts_per_step, device=device).repeat_interleave(s.group_size)
         mask = rollouts.completion_mask
-        if plain_sampling(self.proposer.params) and self._logp_temperature() == 1.0:
+        if plain_sampling(self.proposer.params) and tr.logp_temperature() == 1.0:
             old_logp = rollouts.behaviour_logp  # drawn from the very distribution the loss scores
         else:  # the update scores tokens at the solver's temperature: recompute there
-            old_logp = self._logprobs(self.acc.unwrap_model(self.model), rollouts)
-        ref_logp = self._logprobs(self.ref_model, rollouts) if self.ref_model is not None else None
+            old_logp = tr.logprobs(tr.acc.unwrap_model(tr.model), rollouts)
+        ref_logp = tr.logprobs(tr.ref_model, rollouts) if tr.ref_model is not None else None
         advantages = call_advantage(self.generator_advantage, rewards, mask, group_ids,
                                     self.cfg.train.advantage_cfg, old_logp=old_logp)  # (B_g*G_g, T)
         passed = [line["outcome"] == "admitted" for line in lines]
@@ -398,7 +412,7 @@ class SynthTrainer(Trainer):
                 retired += 1
         return {"synth/retired": retired, "synth/quarantined": quarantined}
 
-    # --- one step: the trainer's hooks -------------------------------------------------------------
+    # --- one step: the plug-in's hooks -------------------------------------------------------------
     def before_collect(self, step: int, timer: PhaseTimer) -> None:
         """The generator role, before the solver batch (so new admissions are already in the pool)."""
         self._generated: tuple[Batch | None, list[dict]] = (None, [])
@@ -417,8 +431,7 @@ class SynthTrainer(Trainer):
         return [("generator", gen_batch, self.synth.generator_scale, self.synth.microbatch_size)]
 
     def postfix(self, row: dict) -> dict:
-        return {**super().postfix(row), "admitted": self.funnel.counts["admitted"],
-                "pool": row.get("synth/pool_size")}
+        return {"admitted": self.funnel.counts["admitted"], "pool": row.get("synth/pool_size")}
 
     def after_update(self, step: int) -> dict:
         metrics = self.upkeep(step)
@@ -428,26 +441,26 @@ class SynthTrainer(Trainer):
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        state = super().state_dict()
         proposer = (self.proposer.rng.getstate() if isinstance(self.proposer, PolicyProposer)
                     else self.proposer.position)
-        state["synth"] = {"proposer": proposer, "proposal_index": self.proposal_index,
-                          "counts": dict(self.funnel.counts), "outcomes": dict(self.funnel.outcomes)}
-        return state
+        return {"proposer": proposer, "proposal_index": self.proposal_index,
+                "counts": dict(self.funnel.counts), "outcomes": dict(self.funnel.outcomes)}
 
     def load_state_dict(self, state: dict) -> None:
-        pool_state = state["pool"]
-        super().load_state_dict({**state, "pool": {"counter": 0, "entries": {
-            name: s for name, s in pool_state["entries"].items() if name in self.pool.seed_names}}})
-        self.pool.load_state_dict(pool_state, factory=self._rebuild)
-        synth = state["synth"]
+        """Restore the proposer and funnel counts, and cut ``funnel.jsonl`` back to the resumed step."""
         if isinstance(self.proposer, PolicyProposer):
-            self.proposer.rng.setstate(synth["proposer"])
+            self.proposer.rng.setstate(state["proposer"])
         else:
-            self.proposer.position = int(synth["proposer"])
-        self.proposal_index = int(synth["proposal_index"])
-        self.funnel.counts.update(synth["counts"])
-        self.funnel.outcomes.update(synth["outcomes"])
+            self.proposer.position = int(state["proposer"])
+        self.proposal_index = int(state["proposal_index"])
+        self.funnel.counts.update(state["counts"])
+        self.funnel.outcomes.update(state["outcomes"])
+        truncate_jsonl(self.funnel_path, self.trainer.step_index - 1)
+
+    def before_checkpoint(self, path: Path) -> None:
+        """The archive's snapshot beside the checkpoint, written first: a checkpoint on disk always
+        has the archive exactly as it was at that step (``archive_snapshot``)."""
+        self.archive.snapshot(archive_snapshot(path))
 
     def _rebuild(self, cid: int) -> AdmittedEnvironment:
         cand = self.archive.get(cid)
@@ -456,22 +469,14 @@ class SynthTrainer(Trainer):
                                          score_batch=self.synth.funnel.gates.score_batch)
         return AdmittedEnvironment(sandboxed, cid)
 
-    def save_checkpoint(self, run: RunDir) -> Path:
-        """The archive's snapshot first, then the trainer's checkpoint: a checkpoint on disk always
-        has the archive exactly as it was at that step (``archive_snapshot``)."""
-        self.archive.snapshot(archive_snapshot(run.checkpoint_dir / f"step_{self.step_index}.pt"))
-        path = super().save_checkpoint(run)
-        kept = {p.name for p in run.checkpoint_dir.glob("step_*.pt")}
-        for snap in run.checkpoint_dir.glob("step_*.pt.archive.sqlite"):
-            if snap.name.removesuffix(".archive.sqlite") not in kept:
-                snap.unlink(missing_ok=True)
-        return path
 
-    def resume(self, run: RunDir) -> bool:
-        if not super().resume(run):
-            return False
-        truncate_jsonl(self.funnel_path, self.step_index - 1)
-        return True
+def synth_trainer(cfg: SynthConfig, model, tokenizer, archive: Archive, run: RunDir, ref_model=None,
+                  accelerator=None) -> Trainer:
+    """The RL trainer of an EvoEnv run: a ``SynthPool`` of the seed environments and the
+    ``GeneratorRole`` plug-in writing into ``archive`` and ``run`` (``trainer.method("generator")``)."""
+    return Trainer(cfg, model, tokenizer, ref_model=ref_model, accelerator=accelerator,
+                   pool=SynthPool(cfg.pool, cfg.synth.seed_floor),
+                   methods=[lambda trainer: GeneratorRole(trainer, archive, run)])
 
 
 # --- the run -----------------------------------------------------------------------------------------
@@ -492,13 +497,14 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
     _check_context(cfg, model, tokenizer)
     ref = load_policy(run.root / "policy_init", progress=progress)[0] if cfg.train.loss_cfg.kl_coef > 0 else None
     with Archive(run.root / "archive.sqlite") as archive:
-        trainer = SynthTrainer(cfg, model, tokenizer, archive, run, ref_model=ref)
+        trainer = synth_trainer(cfg, model, tokenizer, archive, run, ref_model=ref)
+        role = trainer.method(GeneratorRole.name)
         resumed_from = trainer.step_index if resume and trainer.resume(run) else None
         trainer.fit(run, progress=progress)
         policy = trainer.acc.unwrap_model(trainer.model)
         save_policy(policy, tokenizer, run.root / "policy")
-        counts = dict(trainer.funnel.counts)
-        draw_funnel(counts, run.root / "funnel.png", skipped=() if trainer.funnel.reviewing else ("passed_review",),
+        counts = dict(role.funnel.counts)
+        draw_funnel(counts, run.root / "funnel.png", skipped=() if role.funnel.reviewing else ("passed_review",),
                     title=f"EvoEnv admission funnel, {trainer.step_index} steps ({cfg.synth.proposer} proposer)")
         archive_counts = archive.counts()
         pool = {name: {"id": info["id"], "since": info["since"],
@@ -525,7 +531,7 @@ def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress:
         "archive": archive_counts,
         "pool": pool,
         "admitted_or_retired": admitted,
-        "isolation": trainer.funnel.isolation,
+        "isolation": role.funnel.isolation,
         "eval_after": after,
         "eval_admitted": on_admitted,
     }
@@ -686,4 +692,4 @@ def corpus_folder(folder: str | None) -> Path:
 
 
 __all__ = ["ADMITTED_PREFIX", "AdmittedEnvironment", "RetireSection", "SynthConfig", "SynthPool", "SynthSection",
-           "SynthTrainer", "corpus_folder", "evaluate_programs", "novelty_embedder", "synth_metrics", "synth_run", "truncate_jsonl"]
+           "GeneratorRole", "corpus_folder", "evaluate_programs", "novelty_embedder", "synth_metrics", "synth_run", "synth_trainer", "truncate_jsonl"]

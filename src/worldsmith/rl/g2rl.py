@@ -1,4 +1,4 @@
-"""Reward shapers: G2RL's gradient-guided novelty (specs/rl-algorithms.md §5).
+"""G2RL, gradient-guided novelty shaping of rewards (specs/rl-algorithms.md §5).
 
 G2RL in four pieces, each a pure function:
 
@@ -10,8 +10,8 @@ G2RL in four pieces, each a pure function:
 4. ``g2rl_shape``: r~ = r (1 + lam nu~) (``multiplicative``, the default) or r (1 + lam r nu~)
    (``literal_eq12``), clipped to +-clip; the advantage estimator (GRPO) standardises r~ next.
 
-``head_statistics`` is the one chunked pass over the LM head behind (1); it can also return the
-full-distribution token entropy that MSSR's paper formula uses, from the same logits.
+(1) is one chunked pass over the LM head (``worldsmith.rl.head.head_statistics``). The plug-in
+``G2RL`` at the end wires the pieces into the trainer.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
+
+from worldsmith.rl.head import head_statistics
+from worldsmith.rl.methods import LMHead, Method, StepContext, register_method
 
 
 class G2RLConfig(BaseModel):
@@ -54,58 +57,6 @@ class G2RLConfig(BaseModel):
 
 
 # --- (1) features -------------------------------------------------------------------------------
-def head_statistics(
-    hidden: Tensor,
-    weight: Tensor,
-    tokens: Tensor,
-    mask: Tensor,
-    *,
-    bias: Tensor | None = None,
-    temperature: float = 1.0,
-    chunk: int = 1024,
-    eps: float = 1e-6,
-    features: bool = True,
-    entropy: bool = False,
-) -> tuple[Tensor | None, Tensor | None]:
-    """One fp32 pass over the LM head at the valid tokens, chunked over tokens.
-
-    hidden (B, T, d) final hidden states (the LM head's input) at the positions predicting
-    ``tokens`` (B, T); weight (V, d); bias (V,) or None; mask (B, T) bool. With
-    p_t = softmax((W h_t + b) / temperature), returns
-    ``(Phi (B, d) or None, H (B, T) or None)``: Phi = sum_t phi_t / (n + eps) over the n valid
-    tokens, phi_t = W[y_t] - p_t^T W; H_t = -sum_v p_t(v) log p_t(v), 0 off the mask.
-    """
-    B, T, d = hidden.shape
-    mask = mask.bool()
-    rows = mask.nonzero()[:, 0]  # (N,) sequence of each valid token
-    h = hidden[mask].float()  # (N, d)
-    y = tokens[mask]  # (N,)
-    w = weight.float()  # (V, d)
-    b = bias.float() if bias is not None else None
-    phis, ents = [], []
-    for s in range(0, h.shape[0], chunk):
-        z = h[s : s + chunk] @ w.T  # (c, V)
-        if b is not None:
-            z = z + b
-        logp = torch.log_softmax(z / temperature, dim=-1)  # (c, V)
-        p = logp.exp()
-        if features:
-            phis.append(w[y[s : s + chunk]] - p @ w)  # (c, d)
-        if entropy:
-            ents.append(-(p * logp).sum(-1))  # (c,)
-    phi = ent = None
-    if features:
-        total = torch.zeros(B, d, dtype=torch.float32, device=hidden.device)
-        if phis:
-            total.index_add_(0, rows, torch.cat(phis))
-        phi = total / (mask.sum(1, keepdim=True).float() + eps)  # (B, d)
-    if entropy:
-        ent = torch.zeros(B, T, dtype=torch.float32, device=hidden.device)
-        if ents:
-            ent[mask] = torch.cat(ents)
-    return phi, ent
-
-
 def g2rl_features(
     hidden: Tensor,
     lm_head_weight: Tensor,
@@ -223,3 +174,30 @@ def g2rl_metrics(features: Tensor, nu: Tensor, rewards: Tensor, shaped: Tensor, 
         "g2rl/cosine_mean": float(cos.mean()) if len(cos) else 0.0,
         "g2rl/negative_cosine_fraction": float((cos < 0).double().mean()) if len(cos) else 0.0,
     }
+
+
+# --- the plug-in ----------------------------------------------------------------------------------
+@register_method
+class G2RL(Method):
+    """G2RL in the RL step: Phi from the old-policy forward, then the rewards are shaped by novelty
+    before the advantage estimator. Config: ``train.shaping.g2rl``; metrics ``g2rl/...``."""
+
+    name = "g2rl"
+    wants_hidden = True
+
+    @classmethod
+    def active(cls, cfg) -> bool:
+        return cfg.train.shaping.g2rl.enabled
+
+    def hidden_statistics(self, hidden: Tensor, head: LMHead, tokens: Tensor, mask: Tensor,
+                          temperature: float) -> Tensor:
+        g = self.cfg.train.shaping.g2rl
+        phi, _ = head_statistics(hidden, head.weight, tokens, mask, bias=head.bias, temperature=temperature,
+                                 chunk=g.chunk, eps=g.eps, features=True)
+        return phi  # (b, d)
+
+    def shape_rewards(self, ctx: StepContext, rewards: Tensor) -> tuple[Tensor, dict]:
+        g, features = self.cfg.train.shaping.g2rl, ctx.hidden[self.name]  # (B, d)
+        nu = g2rl_novelty(features, g2rl_signed(rewards, g), ctx.group_ids, g.eps)  # (B,) in [0, 1]
+        shaped = g2rl_shape(rewards, nu, ctx.group_ids, g).to(rewards.device)  # (B,)
+        return shaped, g2rl_metrics(features, nu, rewards, shaped, ctx.group_ids, g)

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from worldsmith.rl.advantages import get_advantage
-from worldsmith.rl.shaping import (
+from worldsmith.rl.g2rl import (
     G2RLConfig,
     g2rl_features,
     g2rl_metrics,
     g2rl_novelty,
     g2rl_shape,
     g2rl_weights,
-    head_statistics,
 )
+from worldsmith.rl.head import head_statistics
 
 EPS = 1e-6
 
