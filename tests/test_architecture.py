@@ -60,3 +60,69 @@ def test_the_contract_a_sandboxed_program_imports_stays_small():
     assert "worldsmith.envs.contract" in loaded
     unwanted = {"typing", "fractions", "decimal", "difflib", "torch", "numpy", "pydantic", "worldsmith.envs.seeds"}
     assert not loaded & unwanted, sorted(loaded & unwanted)
+
+
+# --- the spine and its plug-ins ----------------------------------------------------------------------
+METHOD_WORDS = ("cuts", "mssr", "g2rl", "vppo", "cso", "deltarubric", "locas", "evoenv", "synth", "generator")
+
+
+def test_the_spine_names_no_method():
+    """The trainer and the plug-in interface call hooks; each method lives in its own file."""
+    for rel in ("rl/trainer.py", "rl/methods.py"):
+        text = (SRC / rel).read_text().lower()
+        named = [w for w in METHOD_WORDS if w in text]
+        assert not named, f"{rel} names the methods {named}"
+
+
+def test_every_builtin_method_is_a_registered_plugin_in_its_own_file():
+    from worldsmith.rl.methods import Method
+    from worldsmith.rl.registry import METHODS
+
+    files = {}
+    for cls in METHODS.values():
+        assert issubclass(cls, Method) and cls.name, cls
+        files.setdefault(cls.__module__, []).append(cls.name)
+    assert sorted(METHODS.names()) == ["cuts", "g2rl", "mssr"]
+    assert all(len(names) == 1 for names in files.values()), files
+
+
+def _library_modules():
+    """Modules below the application layer: everything but the CLI modules and the recipes."""
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC)
+        if rel.name in ("cli.py", "recipes.py", "commands.py", "__main__.py") or rel.name.endswith("_cli.py"):
+            continue
+        yield rel, path
+
+
+def test_no_library_module_imports_the_cli_or_the_recipes():
+    for rel, path in _library_modules():
+        bad = [m for m in _imports(path) if m in ("worldsmith.cli", "worldsmith.recipes")
+               or m.startswith(("worldsmith.cli.", "worldsmith.recipes."))]
+        tree = ast.parse(path.read_text())
+        bad += [f"from worldsmith import {a.name}" for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module == "worldsmith"
+                for a in node.names if a.name in ("cli", "recipes")]
+        assert not bad, f"{rel} imports {bad}"
+
+
+def test_no_module_imports_another_modules_private_names():
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("worldsmith"):
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                assert not private, f"{path.relative_to(SRC)}:{node.lineno} imports {private} from {node.module}"
+
+
+def test_no_module_reaches_into_a_worldsmith_module_for_private_names():
+    """``cli._Parser``-style access: a private attribute of an imported worldsmith module."""
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                   and node.module and node.module.startswith("worldsmith") for a in node.names}
+        modules |= {(a.asname or a.name).split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for a in node.names if a.name.startswith("worldsmith")}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                raise AssertionError(f"{path.relative_to(SRC)}:{node.lineno} uses {node.value.id}.{node.attr}")

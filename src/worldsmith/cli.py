@@ -8,40 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from typing import NoReturn
 
-EXIT_FAILED, EXIT_USAGE = 1, 2
-
-
-class UsageError(Exception):
-    """A mistake in the user's input: reported as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _difficulty(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def _get_env(name: str):
-    from worldsmith import envs
-
-    try:
-        return envs.get(name)
-    except envs.UnknownEnvironment as exc:
-        raise UsageError(str(exc)) from None
-
+from worldsmith.commands import (
+    COMMANDS,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Parser,
+    UsageError,
+    difficulty,
+    get_env,
+    positive_int,
+    temperature,
+)
 
 # --- envs -------------------------------------------------------------------------------------
 
@@ -66,7 +45,7 @@ def cmd_envs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_envs_show(args: argparse.Namespace) -> int:
-    env = _get_env(args.name)
+    env = get_env(args.name)
     inst = env.sample(args.seed, args.difficulty)
     score = env.grade(inst, env.wrap(inst.reference))
     if args.json:
@@ -86,7 +65,7 @@ def cmd_envs_show(args: argparse.Namespace) -> int:
 def cmd_envs_check(args: argparse.Namespace) -> int:
     from worldsmith.envs.checks import run_checks
 
-    env = _get_env(args.name)
+    env = get_env(args.name)
     results = run_checks(env, n=args.seeds)
     if args.json:
         print(json.dumps({"env": env.name, "passed": all(r.passed for r in results),
@@ -213,9 +192,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     specs = []
     for text in args.env:
         name, _, diff = text.partition("@")
-        _get_env(name)
+        get_env(name)
         try:
-            specs.append((name, _difficulty(diff) if diff else 0.0))
+            specs.append((name, difficulty(diff) if diff else 0.0))
         except argparse.ArgumentTypeError as exc:
             raise UsageError(f"--env {text}: difficulty {exc}") from None
     try:
@@ -237,39 +216,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="worldsmith", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="worldsmith", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     envs_p = sub.add_parser("envs", help="list, show and check environments")
-    envs_sub = envs_p.add_subparsers(dest="envs_command", required=True, parser_class=_Parser)
+    envs_sub = envs_p.add_subparsers(dest="envs_command", required=True, parser_class=Parser)
     p = envs_sub.add_parser("list", help="a table of the registered environments")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_envs_list)
     p = envs_sub.add_parser("show", help="sample one instance: prompt, reference, grade")
     p.add_argument("name")
     p.add_argument("--seed", type=int, default=0, help="instance seed (an integer)")
-    p.add_argument("--difficulty", type=_difficulty, default=0.0, help="in [0, 1]")
+    p.add_argument("--difficulty", type=difficulty, default=0.0, help="in [0, 1]")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_envs_show)
     p = envs_sub.add_parser("tour", help="a guided look at every environment and its grading")
@@ -277,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_envs_tour)
     p = envs_sub.add_parser("check", help="run the contract battery on one environment")
     p.add_argument("name")
-    p.add_argument("--seeds", type=_positive_int, default=30, help="seeds per difficulty (at least 1)")
+    p.add_argument("--seeds", type=positive_int, default=30, help="seeds per difficulty (at least 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_envs_check)
 
@@ -298,10 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="held-out accuracy, pass@k and maj@k of a saved policy")
     p.add_argument("--model", required=True, help="a local HF model folder (e.g. RUN/policy)")
     p.add_argument("--env", action="append", required=True, help="NAME or NAME@DIFFICULTY; repeatable")
-    p.add_argument("--instances", type=_positive_int, default=256)
-    p.add_argument("--samples", type=_positive_int, default=4)
-    p.add_argument("--temperature", type=_temperature, default=1.0, help="> 0 (sampled completions)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=32)
+    p.add_argument("--instances", type=positive_int, default=256)
+    p.add_argument("--samples", type=positive_int, default=4)
+    p.add_argument("--temperature", type=temperature, default=1.0, help="> 0 (sampled completions)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
@@ -313,32 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
-    import worldsmith.audit.cli  # noqa: F401  (adds `worldsmith audit` to _EXTRA_COMMANDS)
-    import worldsmith.synth.archive_cli  # noqa: F401  (adds `worldsmith archive` to _EXTRA_COMMANDS)
-    import worldsmith.synth.cli  # noqa: F401  (adds `worldsmith validate` to _EXTRA_COMMANDS)
-
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    for add_command in COMMANDS.values():  # the other sub-commands (worldsmith.commands)
+        add_command(sub)
     return parser
-
-
-#: Modules add sub-commands here (each a function taking the sub-parsers object).
-_EXTRA_COMMANDS: list = []
-
-
-def add_isolation_flag(parser: argparse.ArgumentParser) -> None:
-    """``--unsafe-no-isolation`` for a command that runs untrusted code (see docs/sandbox.md)."""
-    parser.add_argument("--unsafe-no-isolation", action="store_true",
-                        help="where bubblewrap cannot run, run untrusted programs with rlimits only "
-                             "(accident protection, NOT a security boundary) instead of refusing")
-
-
-def apply_isolation_flag(args: argparse.Namespace) -> None:
-    """Record the user's opt-in to unisolated runs for this process (``sandbox.allow_unisolated``)."""
-    if getattr(args, "unsafe_no_isolation", False):
-        from worldsmith.sandbox import allow_unisolated
-
-        allow_unisolated()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -206,3 +206,68 @@ def quickstart_config(seed: int = 0) -> RunConfig:
                   "microbatch_size": 256, "checkpoint_every": 20, "seed": seed},
         "eval": {"instances": 512, "samples": 4, "temperature": 1.0},
     })
+
+
+def synth_run(cfg, out: str | pathlib.Path, resume: bool = False, progress: bool = True) -> dict:
+    """Build (or resume) an EvoEnv run in ``out``: warm-start the policy (``sft``, on the seed
+    environments), train with the generator and solver roles, evaluate on held-out seeds of the
+    seed environments, and write the funnel plot, training plot and summary."""
+    from worldsmith.synth.archive import Archive, restore_snapshot
+    from worldsmith.synth.funnel import draw_funnel
+    from worldsmith.synth.loop import (
+        GeneratorRole,
+        archive_snapshot,
+        check_context,
+        evaluate_programs,
+        synth_trainer,
+    )
+
+    run = open_run(cfg, out, resume)
+    latest = run.latest_checkpoint() if resume else None  # without one, open_run started the run over
+    if latest is not None and archive_snapshot(latest).exists():  # the archive as it was at that step
+        restore_snapshot(archive_snapshot(latest), run.root / "archive.sqlite")
+    started = time.perf_counter()
+    model, tokenizer = build_policy(cfg, run, progress)
+    check_context(cfg, model, tokenizer)
+    ref = load_policy(run.root / "policy_init", progress=progress)[0] if cfg.train.loss_cfg.kl_coef > 0 else None
+    with Archive(run.root / "archive.sqlite") as archive:
+        trainer = synth_trainer(cfg, model, tokenizer, archive, run, ref_model=ref)
+        role = trainer.method(GeneratorRole.name)
+        resumed_from = trainer.step_index if resume and trainer.resume(run) else None
+        trainer.fit(run, progress=progress)
+        policy = trainer.acc.unwrap_model(trainer.model)
+        save_policy(policy, tokenizer, run.root / "policy")
+        counts = dict(role.funnel.counts)
+        draw_funnel(counts, run.root / "funnel.png", skipped=() if role.funnel.reviewing else ("passed_review",),
+                    title=f"EvoEnv admission funnel, {trainer.step_index} steps ({cfg.synth.proposer} proposer)")
+        archive_counts = archive.counts()
+        pool = {name: {"id": info["id"], "since": info["since"],
+                       "difficulty": trainer.pool.difficulties()[name],
+                       "pass_rate": trainer.pool.pass_rates()[name]}
+                for name, info in trainer.pool.admitted.items()}
+        admitted = [{"id": c.id, "name": c.name, "accuracy": c.accuracy, "difficulty_reward": c.difficulty_reward,
+                     "status": c.status} for c in archive.list() if c.status in ("admitted", "retired")]
+    after = eval_policy(cfg, policy, tokenizer, progress)
+    programs = [c["id"] for c in admitted]
+    initial = load_policy(run.root / "policy_init", progress=progress)[0].to(next(policy.parameters()).device)
+    on_admitted = {"programs": programs,
+                   "difficulty": cfg.synth.funnel.calibration.difficulty,
+                   "before": evaluate_programs(cfg, initial, tokenizer, run.root / "archive.sqlite", programs, progress),
+                   "after": evaluate_programs(cfg, policy, tokenizer, run.root / "archive.sqlite", programs, progress)}
+    rows = run.read_metrics()
+    plot_training(rows, run.root / "training.png", title=f"worldsmith synth ({cfg.synth.proposer} proposer)")
+    summary = {
+        "after": headline(after),
+        "steps": trainer.step_index,
+        "resumed_from": resumed_from,
+        "seconds": time.perf_counter() - started,
+        "funnel": counts,
+        "archive": archive_counts,
+        "pool": pool,
+        "admitted_or_retired": admitted,
+        "isolation": role.funnel.isolation,
+        "eval_after": after,
+        "eval_admitted": on_admitted,
+    }
+    run.write_summary(summary)
+    return summary

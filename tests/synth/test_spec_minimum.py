@@ -17,7 +17,7 @@ from worldsmith.envs.seeds import SEED_MODULES
 from worldsmith.policy.backend import Rollouts, SamplingParams
 from worldsmith.synth.archive import Archive
 from worldsmith.synth.calibrate import calibration_seeds, difficulty_reward
-from worldsmith.synth.funnel import FunnelConfig, GeneratorRewards, _Funnel, generator_reward
+from worldsmith.synth.funnel import Funnel, FunnelConfig, GeneratorRewards, generator_reward
 from worldsmith.synth.gates import GateConfig, validate
 from worldsmith.synth.proposers import Proposal, seed_exemplars
 from worldsmith.synth.review import ReviewConfig
@@ -93,11 +93,11 @@ NEAR_DUPLICATE = (SEEDS["gcd_euclid"]
 
 
 def funnel_for(tmp_path, references: dict[str, str], reviewer=None, review: bool = False,
-               seeds: tuple[str, ...] = SEED_MODULES) -> tuple[_Funnel, Archive]:
+               seeds: tuple[str, ...] = SEED_MODULES) -> tuple[Funnel, Archive]:
     archive = Archive(tmp_path / "archive.sqlite")
     cfg = FunnelConfig(gates=FAST, review=ReviewConfig(enabled=review), seeds_in_novelty=seeds,
                        calibration={"m": 8, "difficulty": 0.0})
-    return _Funnel(archive, ReferenceSolverDouble(references), cfg, reviewer=reviewer), archive
+    return Funnel(archive, ReferenceSolverDouble(references), cfg, reviewer=reviewer), archive
 
 
 def references_of(*sources: str) -> dict[str, str]:
@@ -123,7 +123,7 @@ def test_a_near_duplicate_of_a_seed_is_rejected_by_the_novelty_gate(tmp_path):
 def test_novelty_compares_admitted_programs_and_measures_the_batch(tmp_path):
     archive = Archive(tmp_path / "archive.sqlite")
     cfg = FunnelConfig(gates=FAST, seeds_in_novelty=(), calibration={"m": 8, "difficulty": 0.0})
-    funnel = _Funnel(archive, ReferenceSolverDouble(references_of(SEEDS["gcd_euclid"], NEAR_DUPLICATE)), cfg)
+    funnel = Funnel(archive, ReferenceSolverDouble(references_of(SEEDS["gcd_euclid"], NEAR_DUPLICATE)), cfg)
     with archive:
         first, second = funnel.judge_batch(0, [Proposal(SEEDS["gcd_euclid"], "test"), Proposal(NEAR_DUPLICATE, "test")])
         assert first["outcome"] == "admitted"  # no seeds to compare with here

@@ -1,9 +1,10 @@
 """Method plug-ins: how a training method joins the RL step without the trainer naming it.
 
-A method (Mixed-CUTS, MSSR, G2RL, EvoEnv's generator role, ...) is one class in one file. It owns
-its config section, its state (saved in checkpoints under its name), its metrics and the hooks it
-needs. Built-in methods are registered in ``METHODS`` and switched on by the run's config
-(``Method.active``); other ones are passed to the trainer as instances (``Trainer(methods=...)``).
+A method (an exploration operator, a reward shaper, a tracked baseline, an extra role) is one
+class in one file. It owns its config section, its state (saved in checkpoints under its name),
+its metrics and the hooks it needs. Built-in methods are registered in ``METHODS`` and switched
+on by the run's config (``Method.active``); others are given to the trainer as factories taking
+it (``Trainer(methods=[lambda trainer: MyMethod(trainer, ...)])``).
 
 The trainer calls the hooks of its active methods, each in registration order, at fixed points of
 a step. A hook a method does not override does nothing::

@@ -1,9 +1,4 @@
-"""Name -> object registries for algorithm variants: advantage estimators, policy losses, methods.
-
-Each registry holds objects of one kind, stated where the registry is created, and lists the
-modules that hold its built-ins. Registering a
-name twice raises ``ValueError``; asking for an unknown name raises ``UnknownName`` whose message is
-one line listing the valid names.
+"""The RL registries: advantage estimators, policy losses and method plug-ins, by name.
 
 >>> from worldsmith.rl.registry import ADVANTAGES
 >>> "grpo" in ADVANTAGES.names()
@@ -12,74 +7,7 @@ True
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Generic, TypeVar
-
-F = TypeVar("F", bound=Callable)
-
-
-class UnknownName(KeyError):
-    """Raised for a name nothing is registered under; the message is one line."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
-
-
-class Registry(Generic[F]):
-    """A name -> function table for one kind of algorithm variant.
-
-    ``kind`` names the variants in messages ("advantage", "loss"). ``builtins`` are module paths
-    imported, in order, on the first lookup, so the built-in variants are always present without an
-    import order to remember.
-    """
-
-    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
-        self.kind = kind
-        self._builtins = tuple(builtins)
-        self._table: dict[str, F] = {}
-
-    def register(self, name: str) -> Callable[[F], F]:
-        """Decorator adding the function under ``name``; a name already taken raises ValueError."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
-
-        def add(fn: F) -> F:
-            if not callable(fn):
-                raise TypeError(f"{self.kind} {name!r} must be callable, got {fn!r}")
-            if name in self._table:
-                raise ValueError(f"{self.kind} {name!r} is already registered by {self._table[name].__qualname__}")
-            self._table[name] = fn
-            return fn
-
-        return add
-
-    def get(self, name: str) -> F:
-        """The function registered as ``name``; unknown names raise UnknownName (one line)."""
-        self._load()
-        if isinstance(name, str) and name in self._table:
-            return self._table[name]
-        raise UnknownName(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}")
-
-    def names(self) -> list[str]:
-        """The registered names, sorted."""
-        self._load()
-        return sorted(self._table)
-
-    def values(self) -> list[F]:
-        """The registered objects, in registration order (the built-in modules' order first)."""
-        self._load()
-        return list(self._table.values())
-
-    def __contains__(self, name: object) -> bool:
-        self._load()
-        return name in self._table
-
-    def _load(self) -> None:
-        builtins, self._builtins = self._builtins, ()
-        for module in builtins:
-            importlib.import_module(module)
-
+from worldsmith.registry import Registry, UnknownName
 
 #: ``fn(rewards, mask, group_ids, cfg, **batch) -> advantages``; see ``worldsmith.rl.advantages``.
 ADVANTAGES: Registry = Registry("advantage", builtins=("worldsmith.rl.advantages", "worldsmith.rl.mssr"))
@@ -87,3 +15,5 @@ ADVANTAGES: Registry = Registry("advantage", builtins=("worldsmith.rl.advantages
 LOSSES: Registry = Registry("loss", builtins=("worldsmith.rl.losses",))
 #: ``Method`` subclasses by name, in the order the trainer calls their hooks; see ``worldsmith.rl.methods``.
 METHODS: Registry = Registry("method", builtins=("worldsmith.rl.cuts", "worldsmith.rl.g2rl", "worldsmith.rl.mssr"))
+
+__all__ = ["ADVANTAGES", "LOSSES", "METHODS", "Registry", "UnknownName"]

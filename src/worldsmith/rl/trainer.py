@@ -416,7 +416,7 @@ class Trainer:
                roles: Sequence[tuple[str, Batch, float, int]] = ()) -> dict:
         """PPO epochs over minibatches of the rollout batch, accumulating over microbatches.
 
-        ``roles`` adds other rollout batches to the same update (EvoEnv's generator role), each as
+        ``roles`` adds other rollout batches to the same update (from methods' ``extra_roles``), each as
         ``(name, batch, weight, microbatch_size)``: its rows are split into as many chunks as the
         main batch has minibatches, and each optimizer step minimises the main minibatch's mean
         loss plus ``weight`` times its chunk's mean loss (so an epoch minimises L + weight * L_role).

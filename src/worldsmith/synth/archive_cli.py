@@ -1,6 +1,6 @@
 """`worldsmith archive list | show ID | export DIR`, added to the main parser.
 
-Importing this module registers the sub-command through ``worldsmith.cli._EXTRA_COMMANDS``. The
+The sub-command is registered in ``worldsmith.commands.COMMANDS``. The
 archive is ``--db PATH``, else ``$WORLDSMITH_ARCHIVE``, else ``runs/archive.sqlite``; it is never
 created here: a missing file is a usage error.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from worldsmith import cli
-from worldsmith.cli import UsageError
+from worldsmith import commands
+from worldsmith.commands import UsageError
 
 
 def _open(args: argparse.Namespace):
@@ -103,15 +103,16 @@ def cmd_archive_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@commands.register_command("archive")
 def register(sub) -> None:
     arch_p = sub.add_parser("archive", help="the SQLite archive of proposed environment programs")
-    arch_sub = arch_p.add_subparsers(dest="archive_command", required=True, parser_class=cli._Parser)
+    arch_sub = arch_p.add_subparsers(dest="archive_command", required=True, parser_class=commands.Parser)
     db_help = "archive file (default: $WORLDSMITH_ARCHIVE, else runs/archive.sqlite)"
 
     p = arch_sub.add_parser("list", help="one line per candidate: id, status, hash8, â, novelty, proposer")
     p.add_argument("--db", help=db_help)
     p.add_argument("--status", help="only candidate, admitted, rejected, retired or quarantined")
-    p.add_argument("--limit", type=cli._positive_int, help="at most this many rows")
+    p.add_argument("--limit", type=commands.positive_int, help="at most this many rows")
     p.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     p.set_defaults(func=cmd_archive_list)
 
@@ -126,6 +127,3 @@ def register(sub) -> None:
     p.add_argument("--db", help=db_help)
     p.set_defaults(func=cmd_archive_export)
 
-
-if register not in cli._EXTRA_COMMANDS:
-    cli._EXTRA_COMMANDS.append(register)

@@ -1,7 +1,7 @@
 """`worldsmith validate FILE.py`: run admission gates L1-L5 on a candidate environment program;
 `worldsmith synth funnel`: take a folder of candidate programs through the whole admission funnel.
 
-Importing this module registers the sub-commands through ``worldsmith.cli._EXTRA_COMMANDS``; the
+The sub-commands are registered in ``worldsmith.commands.COMMANDS``; the
 gates, the funnel and the solver model are imported only when a command runs.
 """
 
@@ -13,8 +13,8 @@ import os
 import sys
 import warnings
 
-from worldsmith import cli
-from worldsmith.cli import EXIT_FAILED, UsageError
+from worldsmith import commands
+from worldsmith.commands import EXIT_FAILED, UsageError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from worldsmith.sandbox import FALLBACK_WARNING, SandboxUnavailable
     from worldsmith.synth.gates import GateConfig, validate
 
-    cli.apply_isolation_flag(args)
+    commands.apply_isolation_flag(args)
     if not os.path.isfile(args.file):
         raise UsageError(f"validate: no such file: {args.file}")
     limit = GateConfig.model_fields["max_source_chars"].default
@@ -69,15 +69,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if verdict.admitted else EXIT_FAILED
 
 
+@commands.register_command("validate")
 def register(sub) -> None:
     p = sub.add_parser("validate", help="admission gates L1-L5 for a candidate environment program (sandboxed)")
     p.add_argument("file", metavar="FILE.py", help="one Python file defining one Environment subclass")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--mode", choices=("auto", "bwrap", "fallback"), default="auto",
                    help="sandbox isolation (auto: bwrap; where it cannot run, refuse unless --unsafe-no-isolation)")
-    cli.add_isolation_flag(p)
-    p.add_argument("--seeds", type=cli._positive_int, help="seeds per difficulty in L2-L4 (default 5)")
-    p.add_argument("--probe-seeds", type=cli._positive_int, help="instances probed per difficulty in L5 (default 2)")
+    commands.add_isolation_flag(p)
+    p.add_argument("--seeds", type=commands.positive_int, help="seeds per difficulty in L2-L4 (default 5)")
+    p.add_argument("--probe-seeds", type=commands.positive_int, help="instances probed per difficulty in L5 (default 2)")
     p.add_argument("--timeout", type=float, help="wall-clock limit of one sandbox run, seconds (default 10)")
     p.set_defaults(func=cmd_validate)
 
@@ -121,7 +122,7 @@ def cmd_funnel(args: argparse.Namespace) -> int:
         raise UsageError(f"synth funnel: --corpus: no such folder: {folder}")
     proposer = CorpusProposer(folder)
     proposer.files = [p for p in proposer.files if p.name != "__init__.py"]
-    cli.apply_isolation_flag(args)
+    commands.apply_isolation_flag(args)
     try:
         isolation = resolve_mode(args.mode)
     except SandboxUnavailable as exc:
@@ -172,11 +173,12 @@ def cmd_funnel(args: argparse.Namespace) -> int:
 def cmd_synth_run(args: argparse.Namespace) -> int:
     from worldsmith import configuration
     from worldsmith.policy.http_backend import HTTPBackendError
+    from worldsmith.recipes import synth_run
     from worldsmith.sandbox import SandboxUnavailable, resolve_mode
     from worldsmith.synth.archive import ArchiveError
-    from worldsmith.synth.loop import SynthConfig, synth_run
+    from worldsmith.synth.loop import SynthConfig
 
-    cli.apply_isolation_flag(args)
+    commands.apply_isolation_flag(args)
     try:
         cfg = configuration.load(SynthConfig, args.config, args.overrides)
     except configuration.ConfigError as exc:
@@ -224,29 +226,29 @@ worldsmith synth funnel --out DIR [--corpus DIR] [--solver MODEL_DIR] [--limit N
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    p = cli._Parser(prog="worldsmith synth", description="the EvoEnv loop")
+    p = commands.Parser(prog="worldsmith synth", description="the EvoEnv loop")
     p.add_argument("config", help="YAML synth config (see configs/synth_corpus.yaml)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.steps=20")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    cli.add_isolation_flag(p)
+    commands.add_isolation_flag(p)
     p.set_defaults(func=cmd_synth_run)
     return p
 
 
 def _funnel_parser() -> argparse.ArgumentParser:
-    f = cli._Parser(prog="worldsmith synth funnel",
+    f = commands.Parser(prog="worldsmith synth funnel",
                     description="gates, calibration and novelty over a folder of candidate programs")
     f.add_argument("--corpus", help="folder of candidate .py files (default: the shipped corpus)")
     f.add_argument("--db", help="archive database (default: OUT/archive.sqlite)")
     f.add_argument("--out", required=True, help="folder for funnel.jsonl, summary.json and funnel.png")
     f.add_argument("--solver", metavar="MODEL_DIR",
                    help="a local HF model folder used as the calibration solver (default: a fresh tiny model)")
-    f.add_argument("--limit", type=cli._positive_int, help="judge at most this many programs")
+    f.add_argument("--limit", type=commands.positive_int, help="judge at most this many programs")
     f.add_argument("--mode", choices=("auto", "bwrap", "fallback"), default="auto",
                    help="sandbox isolation (auto: bwrap; where it cannot run, refuse unless --unsafe-no-isolation)")
-    cli.add_isolation_flag(f)
+    commands.add_isolation_flag(f)
     f.add_argument("--novelty", choices=("auto", "embedding", "signature"), default="auto",
                    help="novelty by MiniLM embeddings (auto: when the novelty extra is installed) or signatures")
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -259,7 +261,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     rest = list(args.rest)
     if args.synth_help or not rest or rest[0] in ("-h", "--help"):
         print(SYNTH_USAGE, file=sys.stdout if rest or args.synth_help else sys.stderr)
-        return 0 if rest or args.synth_help else cli.EXIT_USAGE
+        return 0 if rest or args.synth_help else commands.EXIT_USAGE
     if rest[0] == "funnel":
         sub_args = _funnel_parser().parse_args(rest[1:])
     else:
@@ -273,6 +275,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return int(sub_args.func(sub_args) or 0)
 
 
+@commands.register_command("synth")
 def register_synth(sub) -> None:
     p = sub.add_parser("synth", help="environment synthesis: the EvoEnv loop (CONFIG) or the admission funnel (funnel)",
                        usage=SYNTH_USAGE, add_help=False)
@@ -280,7 +283,3 @@ def register_synth(sub) -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_synth)
 
-
-for _register in (register, register_synth):
-    if _register not in cli._EXTRA_COMMANDS:
-        cli._EXTRA_COMMANDS.append(_register)

@@ -222,7 +222,10 @@ def reference_items(names: Iterable[str], cfg: NoveltyConfig) -> list[NoveltyIte
     return out
 
 
-class _Funnel:
+class Funnel:
+    """The admission funnel over one archive: judges proposals through gates L1-L5, self-review,
+    calibration against ``backend`` and novelty, archives every verdict and counts the outcomes."""
+
     def __init__(self, archive: Archive, backend: Any, cfg: FunnelConfig, reviewer: Any = None,
                  embedder: Any = None) -> None:
         self.archive, self.backend, self.cfg, self.reviewer = archive, backend, cfg, reviewer
@@ -430,7 +433,7 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     cfg = cfg or FunnelConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    funnel = _Funnel(archive, solver_backend, cfg, reviewer, embedder)
+    funnel = Funnel(archive, solver_backend, cfg, reviewer, embedder)
     total = cfg.limit
     if total is None and hasattr(proposer, "__len__") and not getattr(proposer, "cycle", False):
         total = max(0, len(proposer) - getattr(proposer, "position", 0))

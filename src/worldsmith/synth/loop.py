@@ -27,7 +27,6 @@ import json
 import math
 import os
 import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
@@ -48,9 +47,9 @@ from worldsmith.rl.methods import Method
 from worldsmith.rl.pool import EnvPool, PoolEntry
 from worldsmith.rl.trainer import Batch, PhaseTimer, Trainer, plain_sampling
 from worldsmith.runs import RunDir
-from worldsmith.synth.archive import Archive, restore_snapshot
+from worldsmith.synth.archive import Archive
 from worldsmith.synth.calibrate import find_difficulty
-from worldsmith.synth.funnel import STAGES, FunnelConfig, _Funnel, draw_funnel
+from worldsmith.synth.funnel import STAGES, Funnel, FunnelConfig
 from worldsmith.synth.proposers import CorpusProposer, PolicyProposer, seed_exemplars
 from worldsmith.synth.review import ReviewConfig
 from worldsmith.synth.sandboxed_env import SandboxedEnvError, SandboxedEnvironment
@@ -262,7 +261,7 @@ class SynthPool(EnvPool):
 class GeneratorRole(Method):
     """EvoEnv's generator role as a method plug-in: proposes programs, judges them with the
     admission funnel, admits them into the trainer's ``SynthPool`` and adds the generator's rollouts
-    to the update. Built by ``synth_run`` with the run's archive and folder; metrics ``synth/...``
+    to the update. Built by ``synth_trainer`` with the run's archive and folder; metrics ``synth/...``
     and ``generator/...``."""
 
     name = "generator"
@@ -283,7 +282,7 @@ class GeneratorRole(Method):
         f = cfg.synth.funnel
         remote = HTTPBackend(cfg.synth.remote) if cfg.synth.remote is not None else None
         reviewer = (remote if cfg.synth.reviewer == "remote" else self.backend) if f.review.enabled else None
-        self.funnel = _Funnel(archive, self.backend, f, reviewer=reviewer, embedder=novelty_embedder(f.novelty.mode))
+        self.funnel = Funnel(archive, self.backend, f, reviewer=reviewer, embedder=novelty_embedder(f.novelty.mode))
         self.generator_advantage = get_advantage(cfg.synth.generator_advantage)
         self.proposal_index = 0
         #: whether the generator's completions are the policy's own, so the generator role is trained
@@ -479,66 +478,6 @@ def synth_trainer(cfg: SynthConfig, model, tokenizer, archive: Archive, run: Run
                    methods=[lambda trainer: GeneratorRole(trainer, archive, run)])
 
 
-# --- the run -----------------------------------------------------------------------------------------
-def synth_run(cfg: SynthConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Build (or resume) an EvoEnv run in ``out``: warm-start the policy (``sft``, on the seed
-    environments), train with the generator and solver roles, evaluate on held-out seeds of the
-    seed environments, and write the funnel plot, training plot and summary."""
-    from worldsmith.policy.model import load_policy, save_policy
-    from worldsmith.recipes import build_policy, eval_policy, headline, open_run
-    from worldsmith.report.plots import plot_training
-
-    run = open_run(cfg, out, resume)
-    latest = run.latest_checkpoint() if resume else None  # without one, open_run started the run over
-    if latest is not None and archive_snapshot(latest).exists():  # the archive as it was at that step
-        restore_snapshot(archive_snapshot(latest), run.root / "archive.sqlite")
-    started = time.perf_counter()
-    model, tokenizer = build_policy(cfg, run, progress)
-    _check_context(cfg, model, tokenizer)
-    ref = load_policy(run.root / "policy_init", progress=progress)[0] if cfg.train.loss_cfg.kl_coef > 0 else None
-    with Archive(run.root / "archive.sqlite") as archive:
-        trainer = synth_trainer(cfg, model, tokenizer, archive, run, ref_model=ref)
-        role = trainer.method(GeneratorRole.name)
-        resumed_from = trainer.step_index if resume and trainer.resume(run) else None
-        trainer.fit(run, progress=progress)
-        policy = trainer.acc.unwrap_model(trainer.model)
-        save_policy(policy, tokenizer, run.root / "policy")
-        counts = dict(role.funnel.counts)
-        draw_funnel(counts, run.root / "funnel.png", skipped=() if role.funnel.reviewing else ("passed_review",),
-                    title=f"EvoEnv admission funnel, {trainer.step_index} steps ({cfg.synth.proposer} proposer)")
-        archive_counts = archive.counts()
-        pool = {name: {"id": info["id"], "since": info["since"],
-                       "difficulty": trainer.pool.difficulties()[name],
-                       "pass_rate": trainer.pool.pass_rates()[name]}
-                for name, info in trainer.pool.admitted.items()}
-        admitted = [{"id": c.id, "name": c.name, "accuracy": c.accuracy, "difficulty_reward": c.difficulty_reward,
-                     "status": c.status} for c in archive.list() if c.status in ("admitted", "retired")]
-    after = eval_policy(cfg, policy, tokenizer, progress)
-    programs = [c["id"] for c in admitted]
-    initial = load_policy(run.root / "policy_init", progress=progress)[0].to(next(policy.parameters()).device)
-    on_admitted = {"programs": programs,
-                   "difficulty": cfg.synth.funnel.calibration.difficulty,
-                   "before": evaluate_programs(cfg, initial, tokenizer, run.root / "archive.sqlite", programs, progress),
-                   "after": evaluate_programs(cfg, policy, tokenizer, run.root / "archive.sqlite", programs, progress)}
-    rows = run.read_metrics()
-    plot_training(rows, run.root / "training.png", title=f"worldsmith synth ({cfg.synth.proposer} proposer)")
-    summary = {
-        "after": headline(after),
-        "steps": trainer.step_index,
-        "resumed_from": resumed_from,
-        "seconds": time.perf_counter() - started,
-        "funnel": counts,
-        "archive": archive_counts,
-        "pool": pool,
-        "admitted_or_retired": admitted,
-        "isolation": role.funnel.isolation,
-        "eval_after": after,
-        "eval_admitted": on_admitted,
-    }
-    run.write_summary(summary)
-    return summary
-
-
 def evaluate_programs(cfg: SynthConfig, policy, tokenizer, archive_path: str | Path, ids: Sequence[int],
                       progress: bool = False) -> dict | None:
     """Held-out accuracy (eval-split seeds, ``cfg.eval`` settings) of ``policy`` on archived
@@ -578,7 +517,7 @@ def evaluate_programs(cfg: SynthConfig, policy, tokenizer, archive_path: str | P
             "instances_each": e.instances, "per_program": per, "failed": failed}
 
 
-def _check_context(cfg: SynthConfig, model, tokenizer) -> None:
+def check_context(cfg: SynthConfig, model, tokenizer) -> None:
     """Refuse, in one line, a policy whose context cannot hold a generator prompt and program."""
     if cfg.synth.proposer != "policy":
         return
@@ -692,4 +631,4 @@ def corpus_folder(folder: str | None) -> Path:
 
 
 __all__ = ["ADMITTED_PREFIX", "AdmittedEnvironment", "RetireSection", "SynthConfig", "SynthPool", "SynthSection",
-           "GeneratorRole", "corpus_folder", "evaluate_programs", "novelty_embedder", "synth_metrics", "synth_run", "synth_trainer", "truncate_jsonl"]
+           "GeneratorRole", "corpus_folder", "evaluate_programs", "novelty_embedder", "synth_metrics", "synth_trainer", "truncate_jsonl"]

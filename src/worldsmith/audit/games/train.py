@@ -15,7 +15,6 @@ over to a 0.1M-parameter policy.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import random
 
@@ -181,30 +180,3 @@ def plot_game(runs: dict[str, list[dict]], path: str | pathlib.Path, title: str 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def run_game_cli(args) -> int:
-    from worldsmith.cli import UsageError
-    from worldsmith.configuration import ConfigError
-
-    if args.name not in games.GAMES:
-        raise UsageError(f"unknown game {args.name!r}; known: {', '.join(games.GAMES)}")
-    try:
-        records = games.load_records(args.data) if args.data else None
-        variants = (False, True) if args.both else (args.secure,)
-        summaries = [run_variant(args.name, secure, args.steps, args.seed, args.out, records, args.overrides)
-                     for secure in variants]
-    except (FileExistsError, FileNotFoundError, ValueError, ImportError, ConfigError) as exc:
-        raise UsageError(" ".join(str(exc).split())) from None
-    plot = plot_game(read_runs(args.out), pathlib.Path(args.out) / "itp_er.png",
-                     title=f"{args.name}: vulnerable vs secure (seed {args.seed})")
-    if args.json:
-        print(json.dumps({"runs": summaries, "plot": str(plot)}))
-        return 0
-    fmt = lambda v: "-" if v is None else f"{v:+.3f}"  # noqa: E731
-    print(f"\n{'variant':<12}{'reward first':>14}{'last':>8}{'ITP first':>11}{'last':>8}{'ER first':>10}{'last':>8}")
-    for s in summaries:
-        print(f"{s['variant']:<12}{fmt(s['raw_reward_first']):>14}{fmt(s['raw_reward_last']):>8}"
-              f"{fmt(s['itp_first']):>11}{fmt(s['itp_last']):>8}{fmt(s['er_first']):>10}{fmt(s['er_last']):>8}")
-    print(f"(first / last = mean over the first / last {WINDOW} steps)  plot: {plot}")
-    return 0
