@@ -385,163 +385,191 @@ def run(code: str, task: dict | None = None, limits: Limits | None = None,
     run_id = secrets.token_hex(12)
     nonce = secrets.token_hex(24)
     request = json.dumps({"code": code, "task": task or {"op": "exec"}, "path": list(paths)}).encode()
-
+    launch = _Launch(isolation, limits, run_id, paths)
     in_r, in_w = os.pipe()
     nonce_r, nonce_w = os.pipe()
     out_r, out_w = os.pipe()
     os.write(nonce_w, nonce.encode())
     os.close(nonce_w)
-    workdir = None
-    if isolation == "bwrap":
-        pkg_parent = SANDBOX_LIB
-        harness = f"{SANDBOX_LIB}/{PACKAGE_DIR.name}/sandbox/harness.py"
-        prefix = _bwrap_prefix(limits, run_id, paths)
-        env = {MARKER: run_id}
-        cwd = "/"
-    else:
-        workdir = tempfile.mkdtemp(prefix="ws-sandbox-")
-        pkg_parent = str(PACKAGE_DIR.parent)
-        harness = str(HARNESS)
-        prefix = []
-        env = {MARKER: run_id, "LANG": "C.UTF-8", "TMPDIR": workdir, "HOME": workdir}
-        cwd = workdir
-    argv = [*prefix, _interpreter(), "-I", "-S", "-B", harness, pkg_parent,
+    argv = [*launch.prefix, _interpreter(), "-I", "-S", "-B", launch.harness, launch.pkg_parent,
             str(in_r), str(nonce_r), str(out_w), json.dumps(limits.for_harness())]
-
     started = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, pass_fds=(in_r, nonce_r, out_w),
-                                start_new_session=True, env=env, cwd=cwd)
+                                start_new_session=True, env=launch.env, cwd=launch.cwd)
     except OSError as exc:
         for fd in (in_r, in_w, nonce_r, out_r, out_w):
             os.close(fd)
-        if workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        launch.clean()
         return RunResult("crashed", reason=f"could not start the sandbox: {exc}",
                          isolation=isolation, run_id=run_id)
     for fd in (in_r, nonce_r, out_w):
         os.close(fd)
 
-    stdout, stderr = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
-    channel = bytearray()
-    channel_cap = limits.result_bytes * 2 + 4096
-    channel_over = False
-    pending = memoryview(request)
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ, stdout)
-    sel.register(proc.stderr, selectors.EVENT_READ, stderr)
-    sel.register(out_r, selectors.EVENT_READ, "channel")
-    os.set_blocking(in_w, False)
-    sel.register(in_w, selectors.EVENT_WRITE, "input")
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-        sel.register(pidfd, selectors.EVENT_READ, "exit")
-    except (AttributeError, OSError):
-        pidfd = None
-
-    deadline = started + limits.wall_s
-    timed_out = output_exceeded = False
-    in_open = True
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        if _exited(proc.pid):
-            break
-        events = sel.select(timeout=min(remaining, 0.05 if pidfd is None else remaining))
-        for key, _ in events:
-            if key.data == "exit":
-                continue
-            if key.data == "input":
-                try:
-                    pending = pending[os.write(in_w, pending[: 1 << 16]):]
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    pending = pending[:0]
-                if not pending:
-                    sel.unregister(in_w)
-                    os.close(in_w)
-                    in_open = False
-                continue
-            fd = key.fd
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                sel.unregister(key.fileobj)
-                continue
-            if key.data == "channel":
-                if len(channel) + len(chunk) > channel_cap:
-                    channel_over = True
-                else:
-                    channel += chunk
-            else:
-                key.data.add(chunk)
-                if key.data.total > limits.max_output_bytes:
-                    output_exceeded = True
-        if output_exceeded or channel_over:
-            break
-
+    streams = _Streams(limits)
+    pump = _Pump(proc, streams, out_r, in_w, request)
+    timed_out = pump.run(started + limits.wall_s)
     kill_run(proc.pid, run_id)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
-    # drain whatever the run left in the pipes (all writers are dead now)
-    for key in list(sel.get_map().values()):
-        if key.data in ("exit", "input"):
-            continue
-        os.set_blocking(key.fd, False)
-        try:
-            while True:
-                chunk = os.read(key.fd, 1 << 16)
-                if not chunk:
-                    break
-                if key.data == "channel":
-                    if len(channel) + len(chunk) > channel_cap:
-                        channel_over = True
-                        break
-                    channel += chunk
-                else:
-                    key.data.add(chunk)
-                    if key.data.total > limits.max_output_bytes:
-                        output_exceeded = True
-                        break
-        except OSError:
-            pass
-    sel.close()
-    for closer in (proc.stdout.close, proc.stderr.close, lambda: os.close(out_r)):
-        closer()
-    if in_open:
-        os.close(in_w)
-    if pidfd is not None:
-        os.close(pidfd)
-    if workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
-    seconds = time.monotonic() - started
+    pump.drain()  # whatever the run left in the pipes (all writers are dead now)
+    pump.close()
+    launch.clean()
 
     result = RunResult(
-        status="no_result", stdout=stdout.text(), stderr=stderr.text(),
-        stdout_truncated=stdout.truncated, stderr_truncated=stderr.truncated,
-        seconds=round(seconds, 4), isolation=isolation, run_id=run_id,
+        status="no_result", stdout=streams.stdout.text(), stderr=streams.stderr.text(),
+        stdout_truncated=streams.stdout.truncated, stderr_truncated=streams.stderr.truncated,
+        seconds=round(time.monotonic() - started, 4), isolation=isolation, run_id=run_id,
         exit_code=proc.returncode,
     )
     if timed_out:
         result.status, result.reason = "timeout", f"wall clock limit of {limits.wall_s}s reached"
         return _finish(result)
-    if output_exceeded:
+    if streams.output_exceeded:
         result.status = "output_exceeded"
         result.reason = f"stdout/stderr passed {limits.max_output_bytes} bytes; the run was killed"
         return _finish(result)
-    if channel_over:
+    if streams.channel_over:
         result.status, result.reason = "output_exceeded", "result channel over its size cap"
         return _finish(result)
-    _interpret(result, bytes(channel), nonce, limits)
+    _interpret(result, bytes(streams.channel), nonce, limits)
     return _finish(result)
+
+
+class _Launch:
+    """How one run starts: inside bubblewrap (the package bound at ``SANDBOX_LIB``) or, unisolated,
+    in a fresh temporary working folder that ``clean`` removes."""
+
+    def __init__(self, isolation: str, limits: Limits, run_id: str, paths: tuple[str, ...]) -> None:
+        self.workdir = None
+        if isolation == "bwrap":
+            self.pkg_parent = SANDBOX_LIB
+            self.harness = f"{SANDBOX_LIB}/{PACKAGE_DIR.name}/sandbox/harness.py"
+            self.prefix = _bwrap_prefix(limits, run_id, paths)
+            self.env = {MARKER: run_id}
+            self.cwd = "/"
+        else:
+            self.workdir = tempfile.mkdtemp(prefix="ws-sandbox-")
+            self.pkg_parent = str(PACKAGE_DIR.parent)
+            self.harness = str(HARNESS)
+            self.prefix = []
+            self.env = {MARKER: run_id, "LANG": "C.UTF-8", "TMPDIR": self.workdir, "HOME": self.workdir}
+            self.cwd = self.workdir
+
+    def clean(self) -> None:
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class _Streams:
+    """What a run writes: stdout and stderr (the last ``output_bytes`` kept, the total counted) and
+    the result channel (refused past its cap). ``full`` says when reading must stop."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.stdout, self.stderr = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
+        self.channel = bytearray()
+        self.channel_cap = limits.result_bytes * 2 + 4096
+        self.channel_over = self.output_exceeded = False
+
+    def take(self, source, chunk: bytes) -> None:
+        """Add ``chunk`` read from ``source`` (a capture, or ``"channel"``)."""
+        if source == "channel":
+            if len(self.channel) + len(chunk) > self.channel_cap:
+                self.channel_over = True
+            else:
+                self.channel += chunk
+        else:
+            source.add(chunk)
+            if source.total > self.limits.max_output_bytes:
+                self.output_exceeded = True
+
+    @property
+    def full(self) -> bool:
+        return self.output_exceeded or self.channel_over
+
+
+class _Pump:
+    """Feeds the request to the harness and reads its output pipes until it exits, the deadline
+    passes or an output cap is reached; ``drain`` then reads what is left."""
+
+    def __init__(self, proc: subprocess.Popen, streams: _Streams, out_r: int, in_w: int, request: bytes) -> None:
+        self.proc, self.streams, self.out_r, self.in_w = proc, streams, out_r, in_w
+        self.pending = memoryview(request)
+        self.in_open = True
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(proc.stdout, selectors.EVENT_READ, streams.stdout)
+        self.sel.register(proc.stderr, selectors.EVENT_READ, streams.stderr)
+        self.sel.register(out_r, selectors.EVENT_READ, "channel")
+        os.set_blocking(in_w, False)
+        self.sel.register(in_w, selectors.EVENT_WRITE, "input")
+        try:
+            self.pidfd = os.pidfd_open(proc.pid)
+            self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+        except (AttributeError, OSError):
+            self.pidfd = None
+
+    def run(self, deadline: float) -> bool:
+        """Pump until the run exits or a cap is reached; True when the deadline passed first."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if _exited(self.proc.pid):
+                return False
+            events = self.sel.select(timeout=min(remaining, 0.05 if self.pidfd is None else remaining))
+            for key, _ in events:
+                if key.data == "input":
+                    self._feed()
+                elif key.data != "exit":
+                    self._read(key)
+            if self.streams.full:
+                return False
+
+    def _feed(self) -> None:
+        try:
+            self.pending = self.pending[os.write(self.in_w, self.pending[: 1 << 16]):]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.pending = self.pending[:0]
+        if not self.pending:
+            self.sel.unregister(self.in_w)
+            os.close(self.in_w)
+            self.in_open = False
+
+    def _read(self, key) -> bool:
+        """Read one chunk from ``key``'s pipe into the streams; False at its end (unregistered)."""
+        try:
+            chunk = os.read(key.fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.sel.unregister(key.fileobj)
+            return False
+        self.streams.take(key.data, chunk)
+        return True
+
+    def drain(self) -> None:
+        for key in list(self.sel.get_map().values()):
+            if key.data in ("exit", "input"):
+                continue
+            os.set_blocking(key.fd, False)
+            while not self.streams.full and self._read(key):
+                pass
+
+    def close(self) -> None:
+        self.sel.close()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        os.close(self.out_r)
+        if self.in_open:
+            os.close(self.in_w)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
 
 
 def _finish(result: RunResult) -> RunResult:
