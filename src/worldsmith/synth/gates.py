@@ -519,66 +519,37 @@ def _wrong_answers(c: _Candidate, pool: list[dict], n: int, rng: random.Random) 
     return out
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """One answer L5 sends to the scorer. ``family``: "wrong" (must fail), "chance" (feasibility
+    oracles: counted against ``max_chance_pass_fraction``) or "valid?" (feasibility: not judged).
+    ``extract``: sent as a response (extracted on the trusted side) rather than scored raw."""
+
+    inst: dict
+    label: str
+    family: str
+    shown: str
+    text: str
+    extract: bool = True
+
+    def where(self) -> str:
+        return f"[seed {self.inst['seed']} d={self.inst['difficulty']:g}]"
+
+
 def _gate_l5(c: _Candidate) -> str:
     cfg = c.config
-    everything = [i for d in cfg.difficulties for i in c.samples[d]]
-    leaks = sum(reference_leaks(i["prompt"], i["reference"]) for i in everything)
-    if leaks > cfg.max_leak_fraction * len(everything):
-        raise Rejected(f"answer leaked: the prompt states the reference in {leaks}/{len(everything)} instances")
-    refs = [(inst, f"<answer>{inst['reference']}</answer>")
-            for d in cfg.difficulties for inst in c.samples[d][: cfg.probe_seeds]]
-    c.prefetch(_sendable(c, refs))
-    for inst, response in refs:
-        value, note = c.grade(inst, response)
-        if value != 1.0:
-            raise Rejected(f"seed {inst['seed']} d={inst['difficulty']:g}: the reference scores {value:g} ({note})")
+    leaks, total = _leaks(c)
+    refs = _reference_scores_one(c)
     # Feasibility oracles accept any valid answer: a changed answer may be another valid one, so
     # perturbations are not judged; what exposes a weak verifier is that answers a correct one
     # accepts only by chance (random answers of the reference's shape, other instances' answers)
     # pass too often. Every other probe is wrong for any oracle and must fail on its own.
     feasibility = c.info.get("oracle") == "feasibility"
-    rng = random.Random(0)
-    top = cfg.near_miss_max_score
-
-    # (instance, label, family, shown answer, text sent, extracted on the trusted side); family is
-    # "wrong" (must fail), "chance" (feasibility: counted) or "valid?" (feasibility: not judged)
-    probes: list[tuple[dict, str, str, str, str, bool]] = []
-    by_chance = "chance" if feasibility else "wrong"
-    for d in cfg.probe_difficulties:
-        for n, inst in enumerate(c.samples[d][: cfg.probe_seeds]):
-            ref = inst["reference"]
-            for raw in ("", "   "):
-                probes.append((inst, "empty (raw)", "wrong", raw, raw, False))
-            for kind, response in malformed_answers(ref).items():
-                probes.append((inst, f"malformed ({kind})", "wrong", response, response, True))
-            for kind, answer in perturbations(ref, rng).items():
-                family = "valid?" if feasibility else "wrong"
-                probes.append((inst, f"perturbed ({kind})", family, answer, f"<answer>{answer}</answer>", True))
-            for kind, answer in probe_answers(ref).items():
-                probes.append((inst, kind.replace(":", " "), "wrong", answer, f"<answer>{answer}</answer>", True))
-            for label, answer in _wrong_answers(c, c.samples[d], n, rng):
-                probes.append((inst, label, by_chance, answer, f"<answer>{answer}</answer>", True))
-    # the reference written another way ("00" for "0", "+5" for "5") is the right answer, not a probe
-    probes = [p for p in probes if p[2] != "valid?" and not _is_reference(c, p[0], p[4], p[5])]
-    graded = [(inst, text) for inst, _, _, _, text, extract in probes if extract]
-    raw = [(inst, text) for inst, _, _, _, text, extract in probes if not extract]
+    probes = _probes(c, feasibility)
     ref_answers = _sendable(c, refs)
-    again = c.prefetch(raw + _sendable(c, graded), recheck=ref_answers)
-    chance_total = chance_passed = 0
-    example = ""
-    for inst, label, family, shown, text, extract in probes:
-        value = (c.grade(inst, text) if extract else c.score(inst, text))[0]
-        if family == "chance":
-            chance_total += 1
-            chance_passed += value > top
-            example = example or (f"{label} answer {shown[:60]!r} [seed {inst['seed']} d={inst['difficulty']:g}]"
-                                  if value > top else "")
-        elif value > top:
-            raise Rejected(f"scorer accepts {label} answer {shown[:60]!r} (score {value:g}) "
-                           f"[seed {inst['seed']} d={inst['difficulty']:g}]")
-    if chance_total and chance_passed / chance_total > cfg.max_chance_pass_fraction:
-        raise Rejected(f"scorer accepts {chance_passed}/{chance_total} random answers of the reference's shape "
-                       f"and other instances' answers, which a correct verifier accepts only by chance, e.g. {example}")
+    again = c.prefetch([(q.inst, q.text) for q in probes if not q.extract]
+                       + _sendable(c, [(q.inst, q.text) for q in probes if q.extract]), recheck=ref_answers)
+    chance_passed, chance_total = _judge(c, probes)
     for (inst, answer), item in zip(ref_answers, again):
         value = c._interpret(inst, answer, item)[0]
         if value != 1.0:
@@ -592,7 +563,72 @@ def _gate_l5(c: _Candidate) -> str:
     else:
         judged = (f"near-miss, malformed, empty, tolerance, type, random and other instances' answers score 0 "
                   f"on {probed} instances")
-    return f"reference scores 1; {judged}; reference in {leaks}/{len(everything)} prompts"
+    return f"reference scores 1; {judged}; reference in {leaks}/{total} prompts"
+
+
+def _leaks(c: _Candidate) -> tuple[int, int]:
+    """How many sampled prompts state their reference, of how many; too many is a rejection."""
+    cfg = c.config
+    everything = [i for d in cfg.difficulties for i in c.samples[d]]
+    leaks = sum(reference_leaks(i["prompt"], i["reference"]) for i in everything)
+    if leaks > cfg.max_leak_fraction * len(everything):
+        raise Rejected(f"answer leaked: the prompt states the reference in {leaks}/{len(everything)} instances")
+    return leaks, len(everything)
+
+
+def _reference_scores_one(c: _Candidate) -> list[tuple[dict, str]]:
+    """The references of the probed instances as responses; each must score exactly 1."""
+    cfg = c.config
+    refs = [(inst, f"<answer>{inst['reference']}</answer>")
+            for d in cfg.difficulties for inst in c.samples[d][: cfg.probe_seeds]]
+    c.prefetch(_sendable(c, refs))
+    for inst, response in refs:
+        value, note = c.grade(inst, response)
+        if value != 1.0:
+            raise Rejected(f"seed {inst['seed']} d={inst['difficulty']:g}: the reference scores {value:g} ({note})")
+    return refs
+
+
+def _probes(c: _Candidate, feasibility: bool) -> list[_Probe]:
+    """Empty, malformed, perturbed, typed, random and other instances' answers for each probed
+    instance, without the ones that are the reference written another way ("00" for "0")."""
+    cfg, rng = c.config, random.Random(0)
+    by_chance = "chance" if feasibility else "wrong"
+    probes: list[_Probe] = []
+    for d in cfg.probe_difficulties:
+        for n, inst in enumerate(c.samples[d][: cfg.probe_seeds]):
+            ref = inst["reference"]
+            probes += [_Probe(inst, "empty (raw)", "wrong", raw, raw, extract=False) for raw in ("", "   ")]
+            probes += [_Probe(inst, f"malformed ({kind})", "wrong", response, response)
+                       for kind, response in malformed_answers(ref).items()]
+            probes += [_Probe(inst, f"perturbed ({kind})", "valid?" if feasibility else "wrong", answer,
+                              f"<answer>{answer}</answer>") for kind, answer in perturbations(ref, rng).items()]
+            probes += [_Probe(inst, kind.replace(":", " "), "wrong", answer, f"<answer>{answer}</answer>")
+                       for kind, answer in probe_answers(ref).items()]
+            probes += [_Probe(inst, label, by_chance, answer, f"<answer>{answer}</answer>")
+                       for label, answer in _wrong_answers(c, c.samples[d], n, rng)]
+    return [q for q in probes if q.family != "valid?" and not _is_reference(c, q.inst, q.text, q.extract)]
+
+
+def _judge(c: _Candidate, probes: list[_Probe]) -> tuple[int, int]:
+    """Reject on any "wrong" probe scoring above ``near_miss_max_score``, or when "chance" probes
+    pass more often than ``max_chance_pass_fraction``; returns (chance passed, chance total)."""
+    cfg = c.config
+    top = cfg.near_miss_max_score
+    chance_total = chance_passed = 0
+    example = ""
+    for q in probes:
+        value = (c.grade(q.inst, q.text) if q.extract else c.score(q.inst, q.text))[0]
+        if q.family == "chance":
+            chance_total += 1
+            chance_passed += value > top
+            example = example or (f"{q.label} answer {q.shown[:60]!r} {q.where()}" if value > top else "")
+        elif value > top:
+            raise Rejected(f"scorer accepts {q.label} answer {q.shown[:60]!r} (score {value:g}) {q.where()}")
+    if chance_total and chance_passed / chance_total > cfg.max_chance_pass_fraction:
+        raise Rejected(f"scorer accepts {chance_passed}/{chance_total} random answers of the reference's shape "
+                       f"and other instances' answers, which a correct verifier accepts only by chance, e.g. {example}")
+    return chance_passed, chance_total
 
 
 def _is_reference(c: _Candidate, inst: dict, text: str, extract: bool) -> bool:
