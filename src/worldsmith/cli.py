@@ -18,6 +18,7 @@ from worldsmith.commands import (
     UsageError,
     difficulty,
     get_env,
+    parse_with_overrides,
     positive_int,
     temperature,
 )
@@ -280,13 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
-        # key=value overrides may come before or after options such as --out
-        args, extra = parser.parse_known_args(argv)
-        if extra:
-            if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-                args.overrides = [*args.overrides, *extra]
-            else:
-                raise UsageError(f"worldsmith: unrecognized arguments: {' '.join(extra)}")
+        args = parse_with_overrides(parser, argv)
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

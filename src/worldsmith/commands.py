@@ -46,6 +46,18 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, letting ``key.sub=value`` overrides come before or after options such as
+    ``--out``; anything else unrecognised is a ``UsageError``."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            raise UsageError(f"{parser.prog}: unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 # --- argument types ---------------------------------------------------------------------------------
 def difficulty(text: str) -> float:
     """A number in [0, 1]."""

@@ -265,13 +265,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if rest[0] == "funnel":
         sub_args = _funnel_parser().parse_args(rest[1:])
     else:
-        parser = _run_parser()
-        sub_args, extra = parser.parse_known_args(rest)
-        if extra:
-            if all("=" in e and not e.startswith("-") for e in extra):
-                sub_args.overrides = [*sub_args.overrides, *extra]
-            else:
-                raise UsageError(f"worldsmith synth: unrecognized arguments: {' '.join(extra)}")
+        sub_args = commands.parse_with_overrides(_run_parser(), rest)
     return int(sub_args.func(sub_args) or 0)
 
 
