@@ -7,7 +7,8 @@ a fixed graph (``TRANSITIONS``) and each one is logged with its reason in ``stat
 
 Once a candidate has been admitted its source is frozen: the scorer must never change after
 admission, so any update of an admitted program's source is refused here and, as a second line,
-by a trigger inside the database.
+by a trigger inside the database. A program read out to run (``runnable``, ``admitted``) is checked
+against its SHA-256 first; a stored source changed behind the archive's back is quarantined, not run.
 
 Concurrency and durability: the database runs in WAL mode with ``synchronous=FULL``; every write is
 one ``BEGIN IMMEDIATE`` transaction, retried with jittered exponential backoff while another
@@ -40,14 +41,16 @@ ENV_VAR = "WORLDSMITH_ARCHIVE"
 
 STATUSES = ("candidate", "admitted", "rejected", "retired", "quarantined")
 
-#: Allowed status changes. Rejected and retired are final; a quarantined program can be cleared
-#: back to candidate (and re-checked), rejected, or retired.
+#: Allowed status changes. Rejected is final; retired is final but for quarantine (a retired
+#: program is still evaluated, so one whose stored source no longer matches its hash must be
+#: marked); a quarantined program can be cleared back to candidate (and re-checked), rejected, or
+#: retired.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "candidate": frozenset({"admitted", "rejected", "quarantined"}),
     "admitted": frozenset({"retired", "quarantined"}),
     "quarantined": frozenset({"candidate", "rejected", "retired"}),
     "rejected": frozenset(),
-    "retired": frozenset(),
+    "retired": frozenset({"quarantined"}),
 }
 
 BUSY_TIMEOUT_MS = 5_000
@@ -122,6 +125,11 @@ class Candidate:
         return self.sha256[:8]
 
     @property
+    def intact(self) -> bool:
+        """True when the stored source still hashes to the stored sha256."""
+        return source_hash(self.source) == self.sha256
+
+    @property
     def frozen(self) -> bool:
         """True once the program has been admitted: its source can no longer change."""
         return self.admitted_at is not None
@@ -135,6 +143,11 @@ class Candidate:
 
 def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def tampered_reason(cand: Candidate) -> str:
+    return (f"stored source does not match its sha256 {cand.hash8} (it hashes to "
+            f"{source_hash(cand.source)[:8]})")
 
 
 def default_path() -> pathlib.Path:
@@ -508,7 +521,31 @@ class Archive:
         return [_row(r) for r in self._read(sql, params)]
 
     def admitted(self) -> list[Candidate]:
-        return self.list(status="admitted")
+        """The admitted programs, each checked as ``runnable`` checks it: a tampered one is
+        quarantined and left out."""
+        out = []
+        for cand in self.list(status="admitted"):
+            if cand.intact:
+                out.append(cand)
+            else:
+                self._quarantine_tampered(cand)
+        return out
+
+    def runnable(self, cid: int) -> Candidate | None:
+        """Candidate ``cid`` read out to run, or None when its stored source no longer hashes to
+        its stored sha256: such a program is quarantined, with one warning line, and never run."""
+        cand = self.get(cid)
+        if cand.intact:
+            return cand
+        self._quarantine_tampered(cand)
+        return None
+
+    def _quarantine_tampered(self, cand: Candidate) -> None:
+        reason = tampered_reason(cand)
+        if "quarantined" in TRANSITIONS[cand.status]:
+            self.set_status(cand.id, "quarantined", reason)
+        log.warning("archive %s: candidate %d not run (%s): %s", self.path, cand.id,
+                    "quarantined" if cand.status != "rejected" else "rejected", reason)
 
     def history(self, cid: int) -> list[dict]:
         """Every status change of one candidate, oldest first."""

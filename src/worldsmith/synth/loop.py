@@ -242,16 +242,24 @@ class SynthPool(EnvPool):
             mode="json")} for name, info in self.admitted.items()}
         return state
 
-    def load_state_dict(self, state: Mapping, factory: Callable[[int], AdmittedEnvironment] | None = None) -> None:
-        """Restore the pool; ``factory(id)`` rebuilds each admitted environment (from the archive)."""
+    def load_state_dict(self, state: Mapping,
+                        factory: Callable[[int], AdmittedEnvironment | None] | None = None) -> None:
+        """Restore the pool; ``factory(id)`` rebuilds each admitted environment (from the archive),
+        or gives None for one that may no longer run, which is left out."""
         for name in list(self.admitted):
             super().remove(name)
         self.admitted.clear()
-        for info in (state.get("admitted") or {}).values():
+        left_out = set()
+        for name, info in (state.get("admitted") or {}).items():
             if factory is None:
                 raise ValueError("restoring admitted environments needs a factory")
-            self.add_admitted(factory(int(info["id"])), PoolEntry.model_validate(info["entry"]), int(info["since"]))
-        super().load_state_dict(state)
+            env = factory(int(info["id"]))
+            if env is None:
+                left_out.add(name)
+                continue
+            self.add_admitted(env, PoolEntry.model_validate(info["entry"]), int(info["since"]))
+        super().load_state_dict({**state, "entries": {
+            name: s for name, s in state["entries"].items() if name not in left_out}})
 
 
 # --- the trainer ------------------------------------------------------------------------------------
@@ -337,6 +345,8 @@ class SynthTrainer(Trainer):
         elif line["outcome"] != "admitted":
             return
         admitted = self._rebuild(cid)
+        if admitted is None:
+            return
         difficulty = self.synth.funnel.calibration.difficulty
         if self.synth.admitted_difficulty == "search" and line["outcome"] == "admitted":
             try:
@@ -449,8 +459,12 @@ class SynthTrainer(Trainer):
         self.funnel.counts.update(synth["counts"])
         self.funnel.outcomes.update(synth["outcomes"])
 
-    def _rebuild(self, cid: int) -> AdmittedEnvironment:
-        cand = self.archive.get(cid)
+    def _rebuild(self, cid: int) -> AdmittedEnvironment | None:
+        """The admitted environment of archived program ``cid``; None when its source no longer
+        matches its hash (the archive quarantines it)."""
+        cand = self.archive.runnable(cid)
+        if cand is None:
+            return None
         sandboxed = SandboxedEnvironment(cand.source, cand.name or str(cid), mode=self.funnel.isolation,
                                          limits=self.synth.funnel.gates.limits(),
                                          score_batch=self.synth.funnel.gates.score_batch)
@@ -549,7 +563,10 @@ def evaluate_programs(cfg: SynthConfig, policy, tokenizer, archive_path: str | P
     per, failed = {}, {}
     with Archive(archive_path) as archive:
         for cid in ids:
-            cand = archive.get(cid)
+            cand = archive.runnable(cid)
+            if cand is None:
+                failed[f"{ADMITTED_PREFIX}{cid}"] = "quarantined: its stored source does not match its sha256"
+                continue
             env = AdmittedEnvironment(SandboxedEnvironment(cand.source, cand.name or str(cid),
                                                            mode=cfg.synth.funnel.mode,
                                                            limits=cfg.synth.funnel.gates.limits()), cid)
