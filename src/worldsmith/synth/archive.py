@@ -88,6 +88,10 @@ class ArchiveBusy(ArchiveError):
     pass
 
 
+class DamagedArchive(ArchiveError):
+    """The database file, or a row in it, cannot be read back."""
+
+
 @dataclasses.dataclass(frozen=True)
 class GateReport:
     name: str
@@ -148,6 +152,15 @@ def source_hash(source: str) -> str:
 def tampered_reason(cand: Candidate) -> str:
     return (f"stored source does not match its sha256 {cand.hash8} (it hashes to "
             f"{source_hash(cand.source)[:8]})")
+
+
+def _not_sqlite(path: pathlib.Path) -> str | None:
+    """Why the file at ``path`` is no SQLite database, or None when it starts as one."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "an empty file"
+    return None if head == b"SQLite format 3\x00" else "not an SQLite database"
 
 
 def default_path() -> pathlib.Path:
@@ -244,10 +257,14 @@ def _check_status(status: str) -> str:
 
 
 def _row(row: sqlite3.Row) -> Candidate:
-    gates = tuple(GateReport(**g) for g in json.loads(row["gates"]))
+    try:
+        gates = tuple(GateReport(**g) for g in json.loads(row["gates"]))
+        parents = tuple(json.loads(row["parents"]))
+    except (ValueError, TypeError) as exc:
+        raise DamagedArchive(f"candidate {row['id']}: damaged row ({exc})") from None
     return Candidate(
         id=row["id"], created=row["created"], updated=row["updated"], name=row["name"],
-        source=row["source"], sha256=row["sha256"], parents=tuple(json.loads(row["parents"])),
+        source=row["source"], sha256=row["sha256"], parents=parents,
         proposer=row["proposer"], gates=gates, isolation=row["isolation"], accuracy=row["accuracy"],
         ci_low=row["ci_low"], ci_high=row["ci_high"], difficulty_reward=row["difficulty_reward"],
         novelty=row["novelty"], status=row["status"], status_reason=row["status_reason"],
@@ -279,6 +296,8 @@ class Archive:
         else:
             if not self.path.is_file():
                 raise ArchiveError(f"no archive at {self.path}")
+            if (why := _not_sqlite(self.path)) is not None:
+                raise ArchiveError(f"{self.path} is not a worldsmith archive ({why})")
             target, uri = f"{self.path.resolve().as_uri()}?mode=rw", True
         try:
             self._conn = sqlite3.connect(target, uri=uri, timeout=busy_timeout_ms / 1000,
@@ -287,7 +306,7 @@ class Archive:
             raise ArchiveError(f"cannot open {self.path}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
         try:
-            self._retry(lambda: self._setup(busy_timeout_ms))
+            self._retry(lambda: self._setup(busy_timeout_ms, create))
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise ArchiveError(f"{self.path}: {exc}") from None
@@ -297,10 +316,11 @@ class Archive:
 
     # connection plumbing
 
-    def _setup(self, busy_timeout_ms: int) -> None:
+    def _setup(self, busy_timeout_ms: int, create: bool) -> None:
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
+        self._check_is_archive(create)
         if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
             raise ArchiveError(f"{self.path}: cannot switch to WAL mode")
         conn.execute("PRAGMA synchronous = FULL")
@@ -310,6 +330,17 @@ class Archive:
                               f"{SCHEMA_VERSION}")
         if version < SCHEMA_VERSION:
             self._transaction(self._migrate)
+
+    def _check_is_archive(self, create: bool) -> None:
+        """Before anything is written: refuse a database some other program made (and, unless
+        ``create``, an empty one), so that no schema is ever written into it."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and not tables and create:
+            return
+        if version == 0 or "candidates" not in tables:
+            what = "an empty database" if not tables else "tables " + ", ".join(sorted(tables)[:5])
+            raise ArchiveError(f"{self.path} is not a worldsmith archive ({what})")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the write lock
@@ -350,7 +381,10 @@ class Archive:
         return self._retry(attempt)
 
     def _read(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
-        return self._retry(lambda: self._conn.execute(sql, params).fetchall())
+        try:
+            return self._retry(lambda: self._conn.execute(sql, params).fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise DamagedArchive(f"{self.path} is damaged: {exc}") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -563,16 +597,21 @@ class Archive:
         """Write each admitted program to ``<dir>/<name-or-id>_<hash8>.py`` and a ``manifest.json``.
 
         Every file is written atomically; the manifest is written last, so a manifest always names
-        files that are complete. Returns the program paths.
+        files that are complete. A program whose stored source no longer matches its sha256 is not
+        written; the manifest lists it under ``skipped``. Returns the program paths.
         """
         from worldsmith.runs import atomic_write_bytes, atomic_write_json
 
         directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        programs, entries = [], []
-        for cand in self.admitted():
-            if source_hash(cand.source) != cand.sha256:
-                raise ArchiveError(f"candidate {cand.id}: stored source does not match its sha256")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArchiveError(f"cannot export to {directory}: {exc.strerror or exc}") from None
+        programs, entries, skipped = [], [], []
+        for cand in self.list(status="admitted"):
+            if not cand.intact:
+                skipped.append({"id": cand.id, "sha256": cand.sha256, "reason": tampered_reason(cand)})
+                continue
             path = directory / export_filename(cand)
             atomic_write_bytes(path, cand.source.encode("utf-8"))
             programs.append(path)
@@ -585,7 +624,7 @@ class Archive:
             })
         atomic_write_json(directory / "manifest.json", {
             "schema_version": SCHEMA_VERSION, "exported_at": _now(), "archive": str(self.path),
-            "count": len(entries), "programs": entries,
+            "count": len(entries), "programs": entries, "skipped": skipped,
         })
         return programs
 
