@@ -27,6 +27,11 @@ def tamper(path, cid: int, source: str) -> None:
     conn.close()
 
 
+def archive_source(db, cid: int) -> str:
+    with Archive(db) as archive:
+        return archive.get(cid).source
+
+
 @pytest.fixture
 def sources_run(monkeypatch) -> list[str]:
     """The source of every program started in the sandbox from now on."""
@@ -76,11 +81,6 @@ def test_resume_quarantines_a_tampered_admitted_program_and_does_not_run_it(tmp_
     assert changed not in sources_run and any(src == archive_source(db, good) for src in sources_run)
     lines = [m for m in _warnings(caplog) if f"candidate {bad}" in m]
     assert len(lines) == 1 and "\n" not in lines[0] and "quarantined" in lines[0]
-
-
-def archive_source(db, cid: int) -> str:
-    with Archive(db) as archive:
-        return archive.get(cid).source
 
 
 def test_held_out_evaluation_quarantines_and_skips_tampered_programs(tmp_path, sources_run):
