@@ -397,6 +397,7 @@ def test_cli_export_into_a_file_is_one_line_error(db, tmp_path):
     target = tmp_path / "notes.txt"
     target.write_text("mine\n")
     _one_line_error(run("archive", "export", str(target), "--db", str(db)), 2, "is a file, not a folder")
+    _one_line_error(run("archive", "export", str(target / "inside"), "--db", str(db)), 1, "cannot export to")
     assert target.read_text() == "mine\n"
 
 

@@ -603,30 +603,34 @@ class Archive:
         from worldsmith.runs import atomic_write_bytes, atomic_write_json
 
         directory = pathlib.Path(directory)
+        programs, entries, skipped = [], [], []
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            for cand in self.list(status="admitted"):
+                if not cand.intact:
+                    skipped.append({"id": cand.id, "sha256": cand.sha256, "reason": tampered_reason(cand)})
+                    continue
+                path = directory / export_filename(cand)
+                atomic_write_bytes(path, cand.source.encode("utf-8"))
+                programs.append(path)
+                entries.append(_manifest_entry(cand, path))
+            atomic_write_json(directory / "manifest.json", {
+                "schema_version": SCHEMA_VERSION, "exported_at": _now(), "archive": str(self.path),
+                "count": len(entries), "programs": entries, "skipped": skipped,
+            })
         except OSError as exc:
             raise ArchiveError(f"cannot export to {directory}: {exc.strerror or exc}") from None
-        programs, entries, skipped = [], [], []
-        for cand in self.list(status="admitted"):
-            if not cand.intact:
-                skipped.append({"id": cand.id, "sha256": cand.sha256, "reason": tampered_reason(cand)})
-                continue
-            path = directory / export_filename(cand)
-            atomic_write_bytes(path, cand.source.encode("utf-8"))
-            programs.append(path)
-            entries.append({
-                "id": cand.id, "name": cand.name, "file": path.name, "sha256": cand.sha256,
-                "proposer": cand.proposer, "parents": list(cand.parents), "admitted_at": cand.admitted_at,
-                "accuracy": cand.accuracy, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
-                "difficulty_reward": cand.difficulty_reward, "novelty": cand.novelty,
-                "isolation": cand.isolation, "gates": [g.to_json() for g in cand.gates],
-            })
-        atomic_write_json(directory / "manifest.json", {
-            "schema_version": SCHEMA_VERSION, "exported_at": _now(), "archive": str(self.path),
-            "count": len(entries), "programs": entries, "skipped": skipped,
-        })
         return programs
+
+
+def _manifest_entry(cand: Candidate, path: pathlib.Path) -> dict:
+    return {
+        "id": cand.id, "name": cand.name, "file": path.name, "sha256": cand.sha256,
+        "proposer": cand.proposer, "parents": list(cand.parents), "admitted_at": cand.admitted_at,
+        "accuracy": cand.accuracy, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
+        "difficulty_reward": cand.difficulty_reward, "novelty": cand.novelty,
+        "isolation": cand.isolation, "gates": [g.to_json() for g in cand.gates],
+    }
 
 
 def _statements(script: str) -> list[str]:
