@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quickstart)
 
     import worldsmith.audit.cli  # noqa: F401  (adds `worldsmith audit` to _EXTRA_COMMANDS)
+    import worldsmith.compare_cli  # noqa: F401  (adds `worldsmith compare` to _EXTRA_COMMANDS)
     import worldsmith.synth.archive_cli  # noqa: F401  (adds `worldsmith archive` to _EXTRA_COMMANDS)
     import worldsmith.synth.cli  # noqa: F401  (adds `worldsmith validate` to _EXTRA_COMMANDS)
 
