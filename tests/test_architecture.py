@@ -86,11 +86,15 @@ def test_every_builtin_method_is_a_registered_plugin_in_its_own_file():
     assert all(len(names) == 1 for names in files.values()), files
 
 
+APPLICATION = ("cli.py", "commands.py", "recipes.py", "compare.py", "__main__.py")
+
+
 def _library_modules():
-    """Modules below the application layer: everything but the CLI modules and the recipes."""
+    """Modules below the application layer: everything but the CLI modules and the recipes
+    (``recipes.py``, and ``compare.py`` which runs recipes per method and seed)."""
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC)
-        if rel.name in ("cli.py", "recipes.py", "commands.py", "__main__.py") or rel.name.endswith("_cli.py"):
+        if rel.name in APPLICATION or rel.name.endswith("_cli.py"):
             continue
         yield rel, path
 

@@ -18,6 +18,7 @@ from worldsmith.commands import (
     UsageError,
     difficulty,
     get_env,
+    load_run_config,
     parse_with_overrides,
     positive_int,
     temperature,
@@ -109,16 +110,6 @@ def cmd_envs_tour(args: argparse.Namespace) -> int:
 # --- training and evaluation ------------------------------------------------------------------
 
 
-def _load_run_config(path, overrides):
-    from worldsmith import configuration
-    from worldsmith.rl.config import RunConfig
-
-    try:
-        return configuration.load(RunConfig, path, overrides)
-    except configuration.ConfigError as exc:
-        raise UsageError(f"config: {exc}") from None
-
-
 def _print_before_after(summary: dict) -> None:
     before, after = summary.get("before"), summary["after"]
     keys = [k for k in after if k != "problems"]
@@ -143,7 +134,7 @@ def _run_training(cfg, out, resume, evaluate_before):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _load_run_config(args.config, args.overrides)
+    cfg = load_run_config(args.config, args.overrides)
     summary = _run_training(cfg, args.out, args.resume, evaluate_before=args.eval_before)
     if not summary:  # a non-main process of a multi-process run
         return 0
@@ -174,7 +165,7 @@ def cmd_sft(args: argparse.Namespace) -> int:
     from worldsmith.recipes import build_policy
     from worldsmith.runs import RunDir
 
-    cfg = _load_run_config(args.config, args.overrides)
+    cfg = load_run_config(args.config, args.overrides)
     if not cfg.sft.examples:
         raise UsageError("config: sft.examples: must be > 0 for `worldsmith sft`")
     run = RunDir(args.out)

@@ -26,8 +26,8 @@ from worldsmith.registry import Registry
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 #: ``fn(subparsers) -> None`` adding one top-level sub-command, in the order ``worldsmith --help`` lists them.
-COMMANDS: Registry = Registry("command", builtins=("worldsmith.audit.cli", "worldsmith.synth.archive_cli",
-                                                   "worldsmith.synth.cli"))
+COMMANDS: Registry = Registry("command", builtins=("worldsmith.audit.cli", "worldsmith.compare_cli",
+                                                   "worldsmith.synth.archive_cli", "worldsmith.synth.cli"))
 
 
 def register_command(name: str):
@@ -56,6 +56,18 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None
         else:
             raise UsageError(f"{parser.prog}: unrecognized arguments: {' '.join(extra)}")
     return args
+
+
+def load_run_config(path, overrides):
+    """The ``RunConfig`` in the YAML file ``path`` with ``key=value`` overrides; any problem is a
+    one-line ``UsageError``."""
+    from worldsmith import configuration
+    from worldsmith.rl.config import RunConfig
+
+    try:
+        return configuration.load(RunConfig, path, overrides)
+    except configuration.ConfigError as exc:
+        raise UsageError(f"config: {exc}") from None
 
 
 # --- argument types ---------------------------------------------------------------------------------

@@ -385,3 +385,77 @@ def test_cli_on_a_file_that_is_not_a_database(tmp_path):
     out = run("archive", "list", "--db", str(bogus))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert time.monotonic() - start < 60
+
+
+def _one_line_error(out, code: int, fragment: str) -> None:
+    assert out.returncode == code, (out.stdout, out.stderr)
+    assert len(out.stderr.strip().splitlines()) == 1 and fragment in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_export_into_a_file_is_one_line_error(db, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    _one_line_error(run("archive", "export", str(target), "--db", str(db)), 2, "is a file, not a folder")
+    _one_line_error(run("archive", "export", str(target / "inside"), "--db", str(db)), 1, "cannot export to")
+    assert target.read_text() == "mine\n"
+
+
+def _damage_pages_after_the_first(path: pathlib.Path) -> None:
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page:] = b"\xa5" * (len(data) - page)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("args", [("show", "2"), ("list",), ("export", "{tmp}/out")])
+def test_cli_on_a_damaged_database_is_one_line_error(tmp_path, args):
+    path = tmp_path / "a.sqlite"
+    with Archive(path) as arch:
+        for i in range(20):
+            arch.set_status(arch.add(_program(i) + "#" * 2000, "p"), "admitted", "ok")
+    _damage_pages_after_the_first(path)
+    out = run("archive", *[a.format(tmp=tmp_path) for a in args], "--db", str(path))
+    _one_line_error(out, 1, "is damaged")
+
+
+@pytest.mark.parametrize("content", ["empty", "foreign"])
+def test_cli_refuses_a_file_that_is_no_archive_and_writes_nothing_into_it(tmp_path, content):
+    path = tmp_path / "x.sqlite"
+    if content == "empty":
+        path.write_bytes(b"")
+    else:
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.commit()
+        conn.close()
+    before = path.read_bytes()
+    for args in (("list",), ("show", "1"), ("export", str(tmp_path / "out"))):
+        _one_line_error(run("archive", *args, "--db", str(path)), 2, "is not a worldsmith archive")
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["x.sqlite"]
+
+
+def test_cli_export_skips_a_program_whose_hash_mismatches_and_says_so(tmp_path):
+    path = tmp_path / "a.sqlite"
+    with Archive(path) as arch:
+        good, bad = arch.add(_program(1), "p", name="good"), arch.add(_program(2), "p", name="bad")
+        for cid in (good, bad):
+            arch.set_status(cid, "admitted", "ok")
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER admitted_source_is_frozen")
+    conn.execute("UPDATE candidates SET source = 'class Env: scores_everything = 1.0' WHERE id = ?", (bad,))
+    conn.commit()
+    conn.close()
+    out = run("archive", "export", str(tmp_path / "out"), "--db", str(path))
+    _one_line_error(out, 1, f"skipped candidate(s) {bad}: stored source does not match its sha256")
+    assert "exported 1 admitted program" in out.stdout
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [p["id"] for p in manifest["programs"]] == [good] and [s["id"] for s in manifest["skipped"]] == [bad]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_" + source_hash(_program(1))[:8] + ".py",
+                                                                     "manifest.json"]
+    shown = run("archive", "show", str(bad), "--db", str(path)).stdout
+    assert "MISMATCH: stored source does not match its sha256" in shown
+    with Archive(path) as arch:
+        assert arch.runnable(bad) is None
+    shown = run("archive", "show", str(bad), "--db", str(path)).stdout
+    assert "quarantined" in shown and "admitted -> quarantined" in shown

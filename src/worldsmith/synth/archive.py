@@ -7,7 +7,8 @@ a fixed graph (``TRANSITIONS``) and each one is logged with its reason in ``stat
 
 Once a candidate has been admitted its source is frozen: the scorer must never change after
 admission, so any update of an admitted program's source is refused here and, as a second line,
-by a trigger inside the database.
+by a trigger inside the database. A program read out to run (``runnable``, ``admitted``) is checked
+against its SHA-256 first; a stored source changed behind the archive's back is quarantined, not run.
 
 Concurrency and durability: the database runs in WAL mode with ``synchronous=FULL``; every write is
 one ``BEGIN IMMEDIATE`` transaction, retried with jittered exponential backoff while another
@@ -40,14 +41,16 @@ ENV_VAR = "WORLDSMITH_ARCHIVE"
 
 STATUSES = ("candidate", "admitted", "rejected", "retired", "quarantined")
 
-#: Allowed status changes. Rejected and retired are final; a quarantined program can be cleared
-#: back to candidate (and re-checked), rejected, or retired.
+#: Allowed status changes. Rejected is final; retired is final but for quarantine (a retired
+#: program is still evaluated, so one whose stored source no longer matches its hash must be
+#: marked); a quarantined program can be cleared back to candidate (and re-checked), rejected, or
+#: retired.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "candidate": frozenset({"admitted", "rejected", "quarantined"}),
     "admitted": frozenset({"retired", "quarantined"}),
     "quarantined": frozenset({"candidate", "rejected", "retired"}),
     "rejected": frozenset(),
-    "retired": frozenset(),
+    "retired": frozenset({"quarantined"}),
 }
 
 BUSY_TIMEOUT_MS = 5_000
@@ -83,6 +86,10 @@ class SchemaError(ArchiveError):
 
 class ArchiveBusy(ArchiveError):
     pass
+
+
+class DamagedArchive(ArchiveError):
+    """The database file, or a row in it, cannot be read back."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +129,11 @@ class Candidate:
         return self.sha256[:8]
 
     @property
+    def intact(self) -> bool:
+        """True when the stored source still hashes to the stored sha256."""
+        return source_hash(self.source) == self.sha256
+
+    @property
     def frozen(self) -> bool:
         """True once the program has been admitted: its source can no longer change."""
         return self.admitted_at is not None
@@ -135,6 +147,20 @@ class Candidate:
 
 def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def tampered_reason(cand: Candidate) -> str:
+    return (f"stored source does not match its sha256 {cand.hash8} (it hashes to "
+            f"{source_hash(cand.source)[:8]})")
+
+
+def _not_sqlite(path: pathlib.Path) -> str | None:
+    """Why the file at ``path`` is no SQLite database, or None when it starts as one."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "an empty file"
+    return None if head == b"SQLite format 3\x00" else "not an SQLite database"
 
 
 def default_path() -> pathlib.Path:
@@ -231,10 +257,14 @@ def _check_status(status: str) -> str:
 
 
 def _row(row: sqlite3.Row) -> Candidate:
-    gates = tuple(GateReport(**g) for g in json.loads(row["gates"]))
+    try:
+        gates = tuple(GateReport(**g) for g in json.loads(row["gates"]))
+        parents = tuple(json.loads(row["parents"]))
+    except (ValueError, TypeError) as exc:
+        raise DamagedArchive(f"candidate {row['id']}: damaged row ({exc})") from None
     return Candidate(
         id=row["id"], created=row["created"], updated=row["updated"], name=row["name"],
-        source=row["source"], sha256=row["sha256"], parents=tuple(json.loads(row["parents"])),
+        source=row["source"], sha256=row["sha256"], parents=parents,
         proposer=row["proposer"], gates=gates, isolation=row["isolation"], accuracy=row["accuracy"],
         ci_low=row["ci_low"], ci_high=row["ci_high"], difficulty_reward=row["difficulty_reward"],
         novelty=row["novelty"], status=row["status"], status_reason=row["status_reason"],
@@ -266,6 +296,8 @@ class Archive:
         else:
             if not self.path.is_file():
                 raise ArchiveError(f"no archive at {self.path}")
+            if (why := _not_sqlite(self.path)) is not None:
+                raise ArchiveError(f"{self.path} is not a worldsmith archive ({why})")
             target, uri = f"{self.path.resolve().as_uri()}?mode=rw", True
         try:
             self._conn = sqlite3.connect(target, uri=uri, timeout=busy_timeout_ms / 1000,
@@ -274,7 +306,7 @@ class Archive:
             raise ArchiveError(f"cannot open {self.path}: {exc}") from None
         self._conn.row_factory = sqlite3.Row
         try:
-            self._retry(lambda: self._setup(busy_timeout_ms))
+            self._retry(lambda: self._setup(busy_timeout_ms, create))
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise ArchiveError(f"{self.path}: {exc}") from None
@@ -284,10 +316,11 @@ class Archive:
 
     # connection plumbing
 
-    def _setup(self, busy_timeout_ms: int) -> None:
+    def _setup(self, busy_timeout_ms: int, create: bool) -> None:
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
+        self._check_is_archive(create)
         if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
             raise ArchiveError(f"{self.path}: cannot switch to WAL mode")
         conn.execute("PRAGMA synchronous = FULL")
@@ -297,6 +330,17 @@ class Archive:
                               f"{SCHEMA_VERSION}")
         if version < SCHEMA_VERSION:
             self._transaction(self._migrate)
+
+    def _check_is_archive(self, create: bool) -> None:
+        """Before anything is written: refuse a database some other program made (and, unless
+        ``create``, an empty one), so that no schema is ever written into it."""
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and not tables and create:
+            return
+        if version == 0 or "candidates" not in tables:
+            what = "an empty database" if not tables else "tables " + ", ".join(sorted(tables)[:5])
+            raise ArchiveError(f"{self.path} is not a worldsmith archive ({what})")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the write lock
@@ -337,7 +381,10 @@ class Archive:
         return self._retry(attempt)
 
     def _read(self, sql: str, params: Sequence = ()) -> list[sqlite3.Row]:
-        return self._retry(lambda: self._conn.execute(sql, params).fetchall())
+        try:
+            return self._retry(lambda: self._conn.execute(sql, params).fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise DamagedArchive(f"{self.path} is damaged: {exc}") from None
 
     def close(self) -> None:
         self._conn.close()
@@ -508,7 +555,31 @@ class Archive:
         return [_row(r) for r in self._read(sql, params)]
 
     def admitted(self) -> list[Candidate]:
-        return self.list(status="admitted")
+        """The admitted programs, each checked as ``runnable`` checks it: a tampered one is
+        quarantined and left out."""
+        out = []
+        for cand in self.list(status="admitted"):
+            if cand.intact:
+                out.append(cand)
+            else:
+                self._quarantine_tampered(cand)
+        return out
+
+    def runnable(self, cid: int) -> Candidate | None:
+        """Candidate ``cid`` read out to run, or None when its stored source no longer hashes to
+        its stored sha256: such a program is quarantined, with one warning line, and never run."""
+        cand = self.get(cid)
+        if cand.intact:
+            return cand
+        self._quarantine_tampered(cand)
+        return None
+
+    def _quarantine_tampered(self, cand: Candidate) -> None:
+        reason = tampered_reason(cand)
+        if "quarantined" in TRANSITIONS[cand.status]:
+            self.set_status(cand.id, "quarantined", reason)
+        log.warning("archive %s: candidate %d not run (%s): %s", self.path, cand.id,
+                    "quarantined" if cand.status != "rejected" else "rejected", reason)
 
     def history(self, cid: int) -> list[dict]:
         """Every status change of one candidate, oldest first."""
@@ -526,31 +597,40 @@ class Archive:
         """Write each admitted program to ``<dir>/<name-or-id>_<hash8>.py`` and a ``manifest.json``.
 
         Every file is written atomically; the manifest is written last, so a manifest always names
-        files that are complete. Returns the program paths.
+        files that are complete. A program whose stored source no longer matches its sha256 is not
+        written; the manifest lists it under ``skipped``. Returns the program paths.
         """
         from worldsmith.runs import atomic_write_bytes, atomic_write_json
 
         directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        programs, entries = [], []
-        for cand in self.admitted():
-            if source_hash(cand.source) != cand.sha256:
-                raise ArchiveError(f"candidate {cand.id}: stored source does not match its sha256")
-            path = directory / export_filename(cand)
-            atomic_write_bytes(path, cand.source.encode("utf-8"))
-            programs.append(path)
-            entries.append({
-                "id": cand.id, "name": cand.name, "file": path.name, "sha256": cand.sha256,
-                "proposer": cand.proposer, "parents": list(cand.parents), "admitted_at": cand.admitted_at,
-                "accuracy": cand.accuracy, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
-                "difficulty_reward": cand.difficulty_reward, "novelty": cand.novelty,
-                "isolation": cand.isolation, "gates": [g.to_json() for g in cand.gates],
+        programs, entries, skipped = [], [], []
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for cand in self.list(status="admitted"):
+                if not cand.intact:
+                    skipped.append({"id": cand.id, "sha256": cand.sha256, "reason": tampered_reason(cand)})
+                    continue
+                path = directory / export_filename(cand)
+                atomic_write_bytes(path, cand.source.encode("utf-8"))
+                programs.append(path)
+                entries.append(_manifest_entry(cand, path))
+            atomic_write_json(directory / "manifest.json", {
+                "schema_version": SCHEMA_VERSION, "exported_at": _now(), "archive": str(self.path),
+                "count": len(entries), "programs": entries, "skipped": skipped,
             })
-        atomic_write_json(directory / "manifest.json", {
-            "schema_version": SCHEMA_VERSION, "exported_at": _now(), "archive": str(self.path),
-            "count": len(entries), "programs": entries,
-        })
+        except OSError as exc:
+            raise ArchiveError(f"cannot export to {directory}: {exc.strerror or exc}") from None
         return programs
+
+
+def _manifest_entry(cand: Candidate, path: pathlib.Path) -> dict:
+    return {
+        "id": cand.id, "name": cand.name, "file": path.name, "sha256": cand.sha256,
+        "proposer": cand.proposer, "parents": list(cand.parents), "admitted_at": cand.admitted_at,
+        "accuracy": cand.accuracy, "ci_low": cand.ci_low, "ci_high": cand.ci_high,
+        "difficulty_reward": cand.difficulty_reward, "novelty": cand.novelty,
+        "isolation": cand.isolation, "gates": [g.to_json() for g in cand.gates],
+    }
 
 
 def _statements(script: str) -> list[str]:

@@ -2,13 +2,17 @@
 
 The sub-command is registered in ``worldsmith.commands.COMMANDS``. The
 archive is ``--db PATH``, else ``$WORLDSMITH_ARCHIVE``, else ``runs/archive.sqlite``; it is never
-created here: a missing file is a usage error.
+created here: a missing file, or one that is not an archive, is a usage error. A damaged database
+or a program whose stored source no longer matches its sha256 is a one-line failure (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import pathlib
+import sys
 
 from worldsmith import commands
 from worldsmith.commands import UsageError
@@ -22,6 +26,25 @@ def _open(args: argparse.Namespace):
         return archive.Archive(path, create=False)
     except archive.ArchiveError as exc:
         raise UsageError(f"archive: {exc}") from None
+
+
+def _one_line(name: str):
+    """Report an archive that cannot be read back as one line (exit 1), not a traceback."""
+
+    def wrap(command):
+        @functools.wraps(command)
+        def guarded(args: argparse.Namespace) -> int:
+            from worldsmith.synth.archive import ArchiveError
+
+            try:
+                return command(args)
+            except ArchiveError as exc:
+                print(f"error: archive {name}: {exc}", file=sys.stderr)
+                return commands.EXIT_FAILED
+
+        return guarded
+
+    return wrap
 
 
 def _candidate_id(text: str) -> int:
@@ -38,6 +61,7 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+@_one_line("list")
 def cmd_archive_list(args: argparse.Namespace) -> int:
     from worldsmith.synth.archive import STATUSES
 
@@ -61,6 +85,7 @@ def cmd_archive_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line("show")
 def cmd_archive_show(args: argparse.Namespace) -> int:
     from worldsmith.synth.archive import UnknownCandidate
 
@@ -76,7 +101,7 @@ def cmd_archive_show(args: argparse.Namespace) -> int:
     ci = "-" if cand.ci_low is None and cand.ci_high is None else f"[{_fmt(cand.ci_low)}, {_fmt(cand.ci_high)}]"
     fields = [
         ("id", cand.id), ("name", cand.name or "-"), ("status", cand.status),
-        ("reason", cand.status_reason or "-"), ("sha256", cand.sha256),
+        ("reason", cand.status_reason or "-"), ("sha256", _sha256_line(cand)),
         ("frozen", "yes (admitted " + str(cand.admitted_at) + ")" if cand.frozen else "no"),
         ("proposer", cand.proposer), ("parents", json.dumps(list(cand.parents))),
         ("created", cand.created), ("updated", cand.updated), ("isolation", cand.isolation or "-"),
@@ -96,10 +121,27 @@ def cmd_archive_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sha256_line(cand) -> str:
+    if cand.intact:
+        return cand.sha256
+    from worldsmith.synth.archive import tampered_reason
+
+    return f"{cand.sha256}  MISMATCH: {tampered_reason(cand)}"
+
+
+@_one_line("export")
 def cmd_archive_export(args: argparse.Namespace) -> int:
+    if pathlib.Path(args.dir).exists() and not pathlib.Path(args.dir).is_dir():
+        raise UsageError(f"archive export: {args.dir} is a file, not a folder")
     with _open(args) as arch:
+        tampered = [c.id for c in arch.list(status="admitted") if not c.intact]
         paths = arch.export(args.dir)
     print(f"exported {len(paths)} admitted program(s) to {args.dir} (manifest.json lists them)")
+    if tampered:
+        ids = ", ".join(str(i) for i in tampered)
+        print(f"error: archive export: skipped candidate(s) {ids}: stored source does not match its sha256 "
+              "(manifest.json lists them under skipped)", file=sys.stderr)
+        return commands.EXIT_FAILED
     return 0
 
 

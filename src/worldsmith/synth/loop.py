@@ -186,7 +186,7 @@ class SynthPool(EnvPool):
     seeds) and reported in ``broken``."""
 
     def __init__(self, seeds: Sequence[PoolEntry], seed_floor: float, ema_decay: float = 0.9,
-                 factory: Callable[[int], AdmittedEnvironment] | None = None) -> None:
+                 factory: Callable[[int], AdmittedEnvironment | None] | None = None) -> None:
         super().__init__(seeds, ema_decay)
         #: ``factory(id)`` rebuilds an admitted environment (from the archive) when a state is loaded
         self.factory = factory
@@ -246,15 +246,22 @@ class SynthPool(EnvPool):
         return state
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore the pool; ``self.factory(id)`` rebuilds each admitted environment."""
+        """Restore the pool; ``self.factory(id)`` rebuilds each admitted environment (from the
+        archive), or gives None for one that may no longer run, which is left out."""
         for name in list(self.admitted):
             super().remove(name)
         self.admitted.clear()
-        for info in (state.get("admitted") or {}).values():
+        left_out = set()
+        for name, info in (state.get("admitted") or {}).items():
             if self.factory is None:
                 raise ValueError("restoring admitted environments needs a factory")
-            self.add_admitted(self.factory(int(info["id"])), PoolEntry.model_validate(info["entry"]), int(info["since"]))
-        super().load_state_dict(state)
+            env = self.factory(int(info["id"]))
+            if env is None:
+                left_out.add(name)
+                continue
+            self.add_admitted(env, PoolEntry.model_validate(info["entry"]), int(info["since"]))
+        super().load_state_dict({**state, "entries": {
+            name: s for name, s in state["entries"].items() if name not in left_out}})
 
 
 # --- the generator role -----------------------------------------------------------------------------
@@ -349,6 +356,8 @@ class GeneratorRole(Method):
         elif line["outcome"] != "admitted":
             return
         admitted = self._rebuild(cid)
+        if admitted is None:
+            return
         difficulty = self.synth.funnel.calibration.difficulty
         if self.synth.admitted_difficulty == "search" and line["outcome"] == "admitted":
             try:
@@ -461,8 +470,12 @@ class GeneratorRole(Method):
         has the archive exactly as it was at that step (``archive_snapshot``)."""
         self.archive.snapshot(archive_snapshot(path))
 
-    def _rebuild(self, cid: int) -> AdmittedEnvironment:
-        cand = self.archive.get(cid)
+    def _rebuild(self, cid: int) -> AdmittedEnvironment | None:
+        """The admitted environment of archived program ``cid``; None when its source no longer
+        matches its hash (the archive quarantines it)."""
+        cand = self.archive.runnable(cid)
+        if cand is None:
+            return None
         sandboxed = SandboxedEnvironment(cand.source, cand.name or str(cid), mode=self.funnel.isolation,
                                          limits=self.synth.funnel.gates.limits(),
                                          score_batch=self.synth.funnel.gates.score_batch)
@@ -494,7 +507,10 @@ def evaluate_programs(cfg: SynthConfig, policy, tokenizer, archive_path: str | P
     per, failed = {}, {}
     with Archive(archive_path) as archive:
         for cid in ids:
-            cand = archive.get(cid)
+            cand = archive.runnable(cid)
+            if cand is None:
+                failed[f"{ADMITTED_PREFIX}{cid}"] = "quarantined: its stored source does not match its sha256"
+                continue
             env = AdmittedEnvironment(SandboxedEnvironment(cand.source, cand.name or str(cid),
                                                            mode=cfg.synth.funnel.mode,
                                                            limits=cfg.synth.funnel.gates.limits()), cid)
