@@ -244,7 +244,7 @@ def synth_run(cfg, out: str | pathlib.Path, resume: bool = False, progress: bool
         pool = {name: {"id": info["id"], "since": info["since"],
                        "difficulty": trainer.pool.difficulties()[name],
                        "pass_rate": trainer.pool.pass_rates()[name]}
-                for name, info in trainer.pool.admitted.items()}
+                for name, info in role.admitted.items()}
         admitted = [{"id": c.id, "name": c.name, "accuracy": c.accuracy, "difficulty_reward": c.difficulty_reward,
                      "status": c.status} for c in archive.list() if c.status in ("admitted", "retired")]
     after = eval_policy(cfg, policy, tokenizer, progress)

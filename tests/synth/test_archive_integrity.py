@@ -12,7 +12,7 @@ from test_loop import CORPUS, GOOD, L5_BUG, ScriptedSolverDouble, config, refere
 from worldsmith.configuration import build
 from worldsmith.runs import RunDir
 from worldsmith.synth.archive import Archive, source_hash
-from worldsmith.synth.loop import SynthConfig, SynthTrainer, evaluate_programs
+from worldsmith.synth.loop import SynthConfig, evaluate_programs, synth_trainer
 from worldsmith.synth.sandboxed_env import SandboxedEnvironment
 
 ALWAYS_RIGHT = "\n# the scorer now says 1.0 to everything\n"
@@ -57,12 +57,13 @@ def test_resume_quarantines_a_tampered_admitted_program_and_does_not_run_it(tmp_
     db = tmp_path / "run" / "archive.sqlite"
     names = [GOOD, "matrix_trace", L5_BUG]
     with Archive(db) as archive:
-        trainer = SynthTrainer(cfg, model, tokenizer, archive, run)
-        trainer.proposer.files = sorted((p for p in trainer.proposer.files if p.stem in names), key=lambda p: p.name)
-        trainer.funnel.backend = ScriptedSolverDouble(references([GOOD, "matrix_trace"], 8, 0.0))
+        trainer = synth_trainer(cfg, model, tokenizer, archive, run)
+        role = trainer.method("generator")
+        role.proposer.files = sorted((p for p in role.proposer.files if p.stem in names), key=lambda p: p.name)
+        role.funnel.backend = ScriptedSolverDouble(references([GOOD, "matrix_trace"], 8, 0.0))
         trainer.step(0)
         trainer.step_index = 1
-        admitted = {info["id"]: name for name, info in trainer.pool.admitted.items()}
+        admitted = {info["id"]: name for name, info in role.admitted.items()}
         trainer.save_checkpoint(run)
     assert len(admitted) == 2
     bad, good = sorted(admitted)
@@ -71,9 +72,10 @@ def test_resume_quarantines_a_tampered_admitted_program_and_does_not_run_it(tmp_
     sources_run.clear()
 
     with Archive(db) as archive:
-        again = SynthTrainer(cfg, tiny()[0], tokenizer, archive, run)
+        again = synth_trainer(cfg, tiny()[0], tokenizer, archive, run)
         assert again.resume(run) and again.step_index == 1
-        assert set(again.pool.admitted) == {admitted[good]}
+        assert set(again.method("generator").admitted) == {admitted[good]}
+        assert [e.name for e in again.pool.joined()] == [admitted[good]]
         again.pool.sample_batch(16, 1, 0)
         cand = archive.get(bad)
         assert archive.get(good).status == "admitted"

@@ -27,7 +27,7 @@ from worldsmith.policy.backend import Rollouts, SamplingParams
 from worldsmith.policy.hf_backend import HFBackend, sequence_logprobs
 from worldsmith.policy.model import TinyModelConfig, build_tiny_model
 from worldsmith.policy.tokenizer import build_char_tokenizer
-from worldsmith.rl.pool import PoolEntry
+from worldsmith.rl.pool import EnvPool, PoolEntry
 from worldsmith.rl.trainer import PhaseTimer
 from worldsmith.runs import RunDir
 from worldsmith.synth import corpus
@@ -36,7 +36,6 @@ from worldsmith.synth.calibrate import difficulty_reward
 from worldsmith.synth.loop import (
     AdmittedEnvironment,
     SynthConfig,
-    SynthPool,
     evaluate_programs,
     synth_trainer,
     truncate_jsonl,
@@ -151,7 +150,7 @@ def test_rejected_programs_of_the_policy_get_penalty_rewards_in_the_generator_ad
         assert per_row.tolist() == pytest.approx(expected.tolist(), abs=1e-4)
         assert per_row[1] < 0 and per_row[3] < 0 and per_row[0] > 0 and per_row[0] > per_row[2] > per_row[1]
         # the admitted program joined the pool and its instances are routed to it
-        assert list(trainer.pool.admitted) == [f"synth-{lines[0]['id']}"]
+        assert list(role.admitted) == [f"synth-{lines[0]['id']}"]
         assert archive.get(lines[0]["id"]).status == "admitted"
 
         # one update with both roles moves the policy toward the admitted program, away from garbage
@@ -195,47 +194,53 @@ def admitted_envs(n: int, name: str = "matrix_trace") -> list[AdmittedEnvironmen
 
 
 def test_the_seed_floor_holds_and_admitted_instances_carry_their_pool_name():
-    pool = SynthPool([PoolEntry(name="arithmetic_chain"), PoolEntry(name="gcd_euclid")], seed_floor=0.5)
+    pool = EnvPool([PoolEntry(name="arithmetic_chain"), PoolEntry(name="gcd_euclid")], floor=0.5)
     assert {i.env for i in pool.sample_batch(8, 0, 0)} <= {"arithmetic_chain", "gcd_euclid"}
-    assert pool.last_seed_fraction == 1.0
+    assert pool.last_configured_fraction == 1.0
     for env in admitted_envs(6):
-        pool.add_admitted(env, PoolEntry(name=env.name), step=0)
+        pool.add(PoolEntry(name=env.name), env)
     batch = pool.sample_batch(20, 1, 0)
     seeds = [i for i in batch if i.env in ("arithmetic_chain", "gcd_euclid")]
-    assert len(seeds) == 10 and pool.last_seed_fraction == 0.5  # 2/8 natural share, floor 0.5
+    assert len(seeds) == 10 and pool.last_configured_fraction == 0.5  # 2/8 natural share, floor 0.5
     others = [i for i in batch if i.env.startswith("synth-")]
     assert len(others) == 10 and {i.env for i in others} <= {f"synth-{k}" for k in range(1, 7)}
     env = pool.env_named(others[0].env)
     assert env.grade(others[0], f"<answer>{others[0].reference}</answer>").passed
-    pool.seed_floor = 0.0
+    pool.floor = 0.0
     pool.sample_batch(16, 2, 0)
-    assert pool.last_seed_fraction == pytest.approx(4 / 16)  # the weighted share when above the floor
-    with pytest.raises(ValueError, match="seed environment"):
+    assert pool.last_configured_fraction == pytest.approx(4 / 16)  # the weighted share when above the floor
+    with pytest.raises(ValueError, match="configured environment"):
         pool.remove("gcd_euclid")
 
 
 def test_an_admitted_program_that_stops_sampling_is_dropped_from_the_batch():
-    pool = SynthPool([PoolEntry(name="arithmetic_chain")], seed_floor=0.2)
+    pool = EnvPool([PoolEntry(name="arithmetic_chain")], floor=0.2)
     bad = AdmittedEnvironment(SandboxedEnvironment(CORPUS["bug_huge_instance"], "huge"), 7)
-    pool.add_admitted(bad, PoolEntry(name=bad.name, difficulty=1.0), step=0)
+    pool.add(PoolEntry(name=bad.name, difficulty=1.0), bad)
     batch = pool.sample_batch(10, 0, 0)
     assert len(batch) == 10 and all(i.env == "arithmetic_chain" for i in batch)
     assert "synth-7" in pool.broken and pool.broken["synth-7"]
 
 
 def test_pool_state_round_trips_with_admitted_members():
-    pool = SynthPool([PoolEntry(name="arithmetic_chain")], seed_floor=0.2)
+    pool = EnvPool([PoolEntry(name="arithmetic_chain")], floor=0.2)
     envs = admitted_envs(2)
     for env in envs:
-        pool.add_admitted(env, PoolEntry(name=env.name, adaptive=True), step=3)
+        pool.add(PoolEntry(name=env.name, adaptive=True), env)
     pool.update(pool.sample_batch(12, 0, 0), [1.0] * 12)
     state = json.loads(json.dumps(pool.state_dict()))
-    again = SynthPool([PoolEntry(name="arithmetic_chain")], seed_floor=0.2)
-    again.factory = lambda cid: envs[cid - 1]
+    again = EnvPool([PoolEntry(name="arithmetic_chain")], floor=0.2,
+                    factory=lambda entry: envs[int(entry.name.removeprefix("synth-")) - 1])
     again.load_state_dict(state)
-    assert again.admitted == pool.admitted and again.difficulties() == pool.difficulties()
+    assert again.joined() == pool.joined() and again.difficulties() == pool.difficulties()
     assert again.pass_rates() == pool.pass_rates()
     assert again.sample_batch(6, 5, 0) == pool.sample_batch(6, 5, 0)
+    # a member the factory cannot rebuild (e.g. quarantined) is left out
+    partial = EnvPool([PoolEntry(name="arithmetic_chain")], floor=0.2,
+                      factory=lambda entry: envs[0] if entry.name == "synth-1" else None)
+    partial.load_state_dict(state)
+    assert [e.name for e in partial.joined()] == ["synth-1"]
+    assert partial.difficulties() == {k: v for k, v in pool.difficulties().items() if k != "synth-2"}
 
 
 # --- retirement, resume -----------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def test_saturated_environments_retire_and_the_run_resumes_where_it_stopped(tmp_
         role.funnel.backend = ScriptedSolverDouble(refs)
         row = trainer.step(0)
         trainer.step_index = 1
-        admitted = dict(trainer.pool.admitted)
+        admitted = dict(role.admitted)
         assert row["synth/admitted"] == 2 and len(admitted) == 2 and row["synth/pool_admitted"] == 2
         assert row["synth/ahat_hist"][4] == 2
         trainer.save_checkpoint(run)
@@ -263,7 +268,7 @@ def test_saturated_environments_retire_and_the_run_resumes_where_it_stopped(tmp_
             trainer.pool.update([inst], [1.0])
         assert trainer.pool.pass_rates()[name] >= 0.5
         metrics = role.upkeep(1)
-        assert metrics["synth/retired"] == 1 and name not in trainer.pool.admitted
+        assert metrics["synth/retired"] == 1 and name not in role.admitted
         assert archive.get(admitted[name]["id"]).status == "retired"
 
     # a fresh trainer on the same folder resumes the checkpointed pool and corpus position
@@ -273,7 +278,7 @@ def test_saturated_environments_retire_and_the_run_resumes_where_it_stopped(tmp_
         again_role = again.method("generator")
         again_role.proposer.files = sorted((p for p in again_role.proposer.files if p.stem in names), key=lambda p: p.name)
         assert again.resume(run) and again.step_index == 1
-        assert set(again.pool.admitted) == set(admitted)
+        assert set(again_role.admitted) == set(admitted)
         assert again_role.proposer.position == 4 and again_role.funnel.counts["admitted"] == 2
         batch = again.pool.sample_batch(16, 1, 0)
         assert any(i.env in admitted for i in batch)

@@ -14,8 +14,9 @@ max_difficulty]. This repeats every batch while the average stays outside the ba
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -56,6 +57,13 @@ class EnvPool:
     ``environments`` optionally maps entry names to Environment objects to use instead of looking
     the names up in the registry. ``ema_decay`` is the weight of the old average in the pass-rate
     moving average.
+
+    The entries given here are the configured ones; others may join during a run (``add``, e.g.
+    programs a policy wrote) and leave again (``remove``). Once some have joined, at least ``floor``
+    of each batch is drawn from the configured entries. A joined environment whose sampling raises
+    is dropped from that batch (its rows are redrawn from the configured entries) and reported in
+    ``broken``. ``factory(entry)`` rebuilds a joined entry's environment when a state is loaded
+    (None leaves it out).
     """
 
     def __init__(
@@ -63,6 +71,9 @@ class EnvPool:
         entries: Sequence[PoolEntry | Mapping],
         ema_decay: float = 0.9,
         environments: Mapping[str, Environment] | None = None,
+        *,
+        floor: float = 0.0,
+        factory: Callable[[PoolEntry], Environment | None] | None = None,
     ) -> None:
         self.entries = [e if isinstance(e, PoolEntry) else PoolEntry.model_validate(e) for e in entries]
         names = [e.name for e in self.entries]
@@ -78,6 +89,13 @@ class EnvPool:
         self._entry_of = {env.name: name for name, env in self.envs.items()}  # Instance.env -> entry
         if len(self._entry_of) != len(names):
             raise ValueError("two pool entries resolve to the same environment")
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"floor must be in [0, 1], got {floor}")
+        self.configured = frozenset(names)
+        self.floor = floor
+        self.factory = factory
+        self.broken: dict[str, str] = {}  # joined entry -> why it could not sample
+        self.last_configured_fraction: float | None = None  # share of the last batch from configured entries
         self._counter = 0
         self._difficulty = {e.name: e.difficulty for e in self.entries}
         self._ema: dict[str, float | None] = dict.fromkeys(names)
@@ -103,14 +121,21 @@ class EnvPool:
         self._ema[entry.name] = None
         self._updates[entry.name] = 0
 
+    def joined(self) -> list[PoolEntry]:
+        """The entries that joined after construction, in joining order."""
+        return [e for e in self.entries if e.name not in self.configured]
+
     def remove(self, name: str) -> None:
-        """Drop an entry; at least one entry with a positive weight must remain."""
+        """Drop an entry that joined; configured entries stay."""
         if name not in self.envs:
             raise KeyError(f"no pool entry named {name!r}")
+        if name in self.configured:
+            raise ValueError(f"{name!r} is a configured environment; configured environments stay in the pool")
         rest = [e for e in self.entries if e.name != name]
         if not sum(e.weight for e in rest) > 0:
             raise ValueError(f"removing {name!r} would leave no entry with a positive weight")
         self.entries = rest
+        self.broken.pop(name, None)
         env = self.envs.pop(name)
         self._entry_of.pop(env.name, None)
         for table in (self._difficulty, self._ema, self._updates):
@@ -146,26 +171,55 @@ class EnvPool:
         return self._instances([self.entries[i].name for i in picks], seeds)
 
     def _picks(self, n: int, rng: random.Random) -> list[int]:
-        """The entry index of each of n batch items (before shuffling)."""
-        return self._systematic(n, rng)
+        """The entry index of each of n batch items (before shuffling): systematic on the weights,
+        with at least ``floor`` of them from the configured entries once others have joined."""
+        configured = [i for i, e in enumerate(self.entries) if e.name in self.configured]
+        others = [i for i, e in enumerate(self.entries) if e.name not in self.configured and e.weight > 0]
+        if not others or n == 0:
+            return self._systematic(n, rng, configured)
+        w_configured = sum(self.entries[i].weight for i in configured)
+        w_all = w_configured + sum(self.entries[i].weight for i in others)
+        n_configured = min(n, max(math.ceil(self.floor * n - 1e-9), round(n * w_configured / w_all)))
+        return self._systematic(n_configured, rng, configured) + self._systematic(n - n_configured, rng, others)
 
     def _instances(self, names: Sequence[str], seeds: Sequence[int]) -> list[Instance]:
-        """The instance of each (entry, seed); an environment with ``sample_many`` (a sandboxed
-        program) is asked once for all its seeds."""
+        """The instance of each (entry, seed). Rows of a joined environment whose sampling raises
+        are redrawn from the configured entries (``broken`` says why)."""
+        names = list(names)
+        out, failed = self._sample(names, seeds)
+        if failed:
+            rng = random.Random(stable_hash("redraw", self._counter))
+            configured = [i for i, e in enumerate(self.entries) if e.name in self.configured]
+            names = [self.entries[rng.choice(configured)].name if n in failed else n for n in names]
+            out, _ = self._sample(names, seeds)
+        self.last_configured_fraction = sum(n in self.configured for n in names) / max(1, len(names))
+        return out
+
+    def _sample(self, names: list[str], seeds: Sequence[int]) -> tuple[list[Instance], set[str]]:
+        """The instance of each (entry, seed), and the joined entries whose sampling raised (marked
+        broken; their rows are None). An environment with ``sample_many`` (a sandboxed program) is
+        asked once for all its seeds."""
+        failed = set()
         out: list[Instance | None] = [None] * len(names)
         rows: dict[str, list[int]] = {}
         for k, name in enumerate(names):
             rows.setdefault(name, []).append(k)
         for name, ks in rows.items():
             env, difficulty = self.envs[name], self._difficulty[name]
-            many = getattr(env, "sample_many", None)
-            if many is not None:
-                for k, inst in zip(ks, many([seeds[k] for k in ks], difficulty)):
-                    out[k] = inst
-            else:
-                for k in ks:
-                    out[k] = env.sample(seeds[k], difficulty)
-        return out  # type: ignore[return-value]
+            try:
+                many = getattr(env, "sample_many", None)
+                if many is not None:
+                    for k, inst in zip(ks, many([seeds[k] for k in ks], difficulty)):
+                        out[k] = inst
+                else:
+                    for k in ks:
+                        out[k] = env.sample(seeds[k], difficulty)
+            except Exception as exc:
+                if name in self.configured:
+                    raise
+                self.broken[name] = f"{type(exc).__name__}: {exc}"[:300]
+                failed.add(name)
+        return out, failed  # type: ignore[return-value]
 
     def _systematic(self, n: int, rng: random.Random, among: Sequence[int] | None = None) -> list[int]:
         """Entry indices for n items: points offset + i / n against the cumulative weights (of the
@@ -216,9 +270,10 @@ class EnvPool:
         return metrics
 
     def state_dict(self) -> dict:
-        """The pool's mutable state, JSON-serialisable."""
+        """The pool's mutable state, JSON-serialisable (with the joined entries' settings)."""
         return {
             "counter": self._counter,
+            "joined": [e.model_dump(mode="json") for e in self.joined()],
             "entries": {
                 name: {"difficulty": self._difficulty[name], "ema": self._ema[name], "updates": self._updates[name]}
                 for name in self._difficulty
@@ -226,8 +281,21 @@ class EnvPool:
         }
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Restore a ``state_dict``; its entry names must be exactly this pool's."""
-        saved = state["entries"]
+        """Restore a ``state_dict``: the joined entries are rebuilt with ``factory`` (one it cannot
+        rebuild is left out); the configured entries must be exactly this pool's."""
+        for entry in self.joined():
+            self.remove(entry.name)
+        left_out = set()
+        for spec in state.get("joined") or []:
+            entry = PoolEntry.model_validate(spec)
+            if self.factory is None:
+                raise ValueError("restoring joined environments needs the pool's factory")
+            env = self.factory(entry)
+            if env is None:
+                left_out.add(entry.name)
+            else:
+                self.add(entry, env)
+        saved = {name: s for name, s in state["entries"].items() if name not in left_out}
         if set(saved) != set(self._difficulty):
             raise ValueError(f"state has entries {sorted(saved)}, pool has {sorted(self._difficulty)}")
         counter = int(state["counter"])

@@ -291,7 +291,7 @@ class Trainer:
 
     def pool_preview(self) -> EnvPool:
         """A copy of the pool in its current state, to look ahead at upcoming batches without moving it."""
-        preview = EnvPool(self.cfg.pool)
+        preview = EnvPool(self.cfg.pool, floor=self.pool.floor, factory=self.pool.factory)
         preview.load_state_dict(self.pool.state_dict())
         return preview
 

@@ -24,10 +24,9 @@ step), ``funnel.jsonl`` (every proposal with its step, outcome and reward), ``ar
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -179,95 +178,10 @@ class AdmittedEnvironment:
         self.inner.prefetch_grades(instances, responses)
 
 
-class SynthPool(EnvPool):
-    """The seed environments plus admitted programs. Each solver batch draws
-    ``max(ceil(seed_floor * n), the seeds' weighted share)`` items from the seeds; an admitted
-    environment that fails to sample is dropped from the batch (its rows are redrawn from the
-    seeds) and reported in ``broken``."""
-
-    def __init__(self, seeds: Sequence[PoolEntry], seed_floor: float, ema_decay: float = 0.9,
-                 factory: Callable[[int], AdmittedEnvironment | None] | None = None) -> None:
-        super().__init__(seeds, ema_decay)
-        #: ``factory(id)`` rebuilds an admitted environment (from the archive) when a state is loaded
-        self.factory = factory
-        self.seed_names = frozenset(e.name for e in self.entries)
-        self.seed_floor = seed_floor
-        self.admitted: dict[str, dict] = {}  # entry name -> {"id", "since"}
-        self.broken: dict[str, str] = {}  # entry name -> why it could not sample
-        self.last_seed_fraction: float | None = None
-
-    def add_admitted(self, env: AdmittedEnvironment, entry: PoolEntry, step: int) -> None:
-        self.add(entry, env)
-        self.admitted[entry.name] = {"id": env.cid, "since": step}
-
-    def remove(self, name: str) -> None:
-        if name in self.seed_names:
-            raise ValueError(f"{name!r} is a seed environment; seeds stay in the pool")
-        super().remove(name)
-        self.admitted.pop(name, None)
-        self.broken.pop(name, None)
-
-    def admitted_ids(self) -> set[int]:
-        return {info["id"] for info in self.admitted.values()}
-
-    def _picks(self, n: int, rng: random.Random) -> list[int]:
-        seeds = [i for i, e in enumerate(self.entries) if e.name in self.seed_names]
-        others = [i for i, e in enumerate(self.entries) if e.name not in self.seed_names and e.weight > 0]
-        if not others or n == 0:
-            return self._systematic(n, rng, seeds)
-        w_seed = sum(self.entries[i].weight for i in seeds)
-        w_all = w_seed + sum(self.entries[i].weight for i in others)
-        n_seed = min(n, max(math.ceil(self.seed_floor * n - 1e-9), round(n * w_seed / w_all)))
-        return self._systematic(n_seed, rng, seeds) + self._systematic(n - n_seed, rng, others)
-
-    def _instances(self, names: Sequence[str], seeds: Sequence[int]) -> list[Instance]:
-        names = list(names)
-        bad = set()
-        for name in dict.fromkeys(names):
-            if name in self.admitted:
-                try:
-                    self.envs[name].sample_many([seeds[k] for k, n in enumerate(names) if n == name],
-                                                self._difficulty[name])
-                except SandboxedEnvError as exc:
-                    self.broken[name] = str(exc)[:300]
-                    bad.add(name)
-        if bad:  # redraw those rows from the seed environments
-            rng = random.Random(stable_hash("redraw", self._counter))
-            seed_idx = [i for i, e in enumerate(self.entries) if e.name in self.seed_names]
-            names = [self.entries[rng.choice(seed_idx)].name if n in bad else n for n in names]
-        out = super()._instances(names, seeds)
-        self.last_seed_fraction = sum(n in self.seed_names for n in names) / max(1, len(names))
-        return out
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["admitted"] = {name: {**info, "entry": next(e for e in self.entries if e.name == name).model_dump(
-            mode="json")} for name, info in self.admitted.items()}
-        return state
-
-    def load_state_dict(self, state: Mapping) -> None:
-        """Restore the pool; ``self.factory(id)`` rebuilds each admitted environment (from the
-        archive), or gives None for one that may no longer run, which is left out."""
-        for name in list(self.admitted):
-            super().remove(name)
-        self.admitted.clear()
-        left_out = set()
-        for name, info in (state.get("admitted") or {}).items():
-            if self.factory is None:
-                raise ValueError("restoring admitted environments needs a factory")
-            env = self.factory(int(info["id"]))
-            if env is None:
-                left_out.add(name)
-                continue
-            self.add_admitted(env, PoolEntry.model_validate(info["entry"]), int(info["since"]))
-        super().load_state_dict({**state, "entries": {
-            name: s for name, s in state["entries"].items() if name not in left_out}})
-
-
 # --- the generator role -----------------------------------------------------------------------------
 class GeneratorRole(Method):
     """EvoEnv's generator role as a method plug-in: proposes programs, judges them with the
-    admission funnel, admits them into the trainer's ``SynthPool`` and adds the generator's rollouts
+    admission funnel, admits them into the trainer's pool (``EnvPool.add``) and adds the generator's rollouts
     to the update. Built by ``synth_trainer`` with the run's archive and folder; metrics ``synth/...``
     and ``generator/...``."""
 
@@ -277,12 +191,11 @@ class GeneratorRole(Method):
         super().__init__(trainer)
         if trainer.acc.num_processes > 1:
             raise ValueError("worldsmith synth runs in one process (the funnel and archive are not distributed)")
-        if not isinstance(trainer.pool, SynthPool):
-            raise TypeError("the generator role needs the trainer's pool to be a SynthPool")
         cfg = trainer.cfg
         self.synth = cfg.synth
-        self.pool: SynthPool = trainer.pool
-        self.pool.factory = self._rebuild
+        self.pool: EnvPool = trainer.pool
+        self.pool.factory = self._rebuild_entry
+        self.admitted: dict[str, dict] = {}  # pool entry name -> {"id", "since"} of the admitted programs in the pool
         self.backend = trainer.backend
         self.archive = archive
         self.run = run
@@ -308,7 +221,7 @@ class GeneratorRole(Method):
     # --- the generator role ----------------------------------------------------------------------
     def _exemplars(self) -> list[str]:
         sources = seed_exemplars()
-        for info in self.pool.admitted.values():
+        for info in self.admitted.values():
             sources.append(self.archive.get(info["id"]).source)
         return sources
 
@@ -345,7 +258,7 @@ class GeneratorRole(Method):
         one archived as admitted after the checkpoint resumed from: only a checkpoint that carries no
         archive snapshot leaves such a program behind)."""
         cid = line.get("id")
-        if cid is None or cid in self.pool.admitted_ids():
+        if cid is None or cid in {info["id"] for info in self.admitted.values()}:
             return
         if line["outcome"] == "duplicate":
             cand = self.archive.get(cid)
@@ -370,10 +283,11 @@ class GeneratorRole(Method):
                 line["start_difficulty"] = {"difficulty": difficulty, "error": str(exc)[:300]}
         entry = PoolEntry(name=f"{ADMITTED_PREFIX}{cid}", difficulty=difficulty, adaptive=self.synth.admitted_adaptive,
                           band=self.synth.admitted_band)
-        if len(self.pool.admitted) >= self.synth.max_admitted:
-            oldest = min(self.pool.admitted, key=lambda n: (self.pool.admitted[n]["since"], self.pool.admitted[n]["id"]))
+        if len(self.admitted) >= self.synth.max_admitted:
+            oldest = min(self.admitted, key=lambda n: (self.admitted[n]["since"], self.admitted[n]["id"]))
             self._retire(oldest, f"pool full ({self.synth.max_admitted} admitted); oldest retired")
-        self.pool.add_admitted(admitted, entry, step)
+        self.pool.add(entry, admitted)
+        self.admitted[entry.name] = {"id": cid, "since": step}
 
     def _generator_batch(self, rollouts, lines: list[dict]) -> Batch:
         s, tr = self.synth, self.trainer
@@ -393,7 +307,7 @@ class GeneratorRole(Method):
 
     # --- pool upkeep ---------------------------------------------------------------------------------
     def _retire(self, name: str, reason: str) -> None:
-        info = self.pool.admitted[name]
+        info = self.admitted.pop(name)
         self.pool.remove(name)
         cand = self.archive.get(info["id"])
         if cand.status == "admitted":
@@ -404,13 +318,13 @@ class GeneratorRole(Method):
         r = self.synth.retire
         retired = quarantined = 0
         for name, why in list(self.pool.broken.items()):
-            cid = self.pool.admitted[name]["id"]
+            cid = self.admitted.pop(name)["id"]
             self.pool.remove(name)
             if self.archive.get(cid).status == "admitted":
                 self.archive.set_status(cid, "quarantined", f"stopped sampling during training: {why}"[:500])
             quarantined += 1
         rates, updates = self.pool.pass_rates(), self.pool.updates()
-        for name, info in list(self.pool.admitted.items()):
+        for name, info in list(self.admitted.items()):
             rate = rates.get(name)
             if rate is not None and updates.get(name, 0) >= r.min_batches and rate >= r.saturation:
                 self._retire(name, f"saturated: moving pass rate {rate:.3f} >= {r.saturation:g}")
@@ -428,7 +342,7 @@ class GeneratorRole(Method):
             self._generated = self.generator_role(step, timer)
 
     def extra_roles(self, step: int, metrics: dict) -> list[tuple[str, Batch, float, int]]:
-        metrics["synth/seed_fraction"] = self.pool.last_seed_fraction
+        metrics["synth/seed_fraction"] = self.pool.last_configured_fraction
         gen_batch = self._generated[0]
         if gen_batch is None or self.synth.generator_scale <= 0:
             return []
@@ -443,7 +357,7 @@ class GeneratorRole(Method):
 
     def after_update(self, step: int) -> dict:
         metrics = self.upkeep(step)
-        metrics.update(synth_metrics(self._generated[1], self.funnel.counts, self.pool,
+        metrics.update(synth_metrics(self._generated[1], self.funnel.counts, self.pool, len(self.admitted),
                                      self.synth.funnel.calibration.m))
         return metrics
 
@@ -451,7 +365,7 @@ class GeneratorRole(Method):
     def state_dict(self) -> dict:
         proposer = (self.proposer.rng.getstate() if isinstance(self.proposer, PolicyProposer)
                     else self.proposer.position)
-        return {"proposer": proposer, "proposal_index": self.proposal_index,
+        return {"proposer": proposer, "proposal_index": self.proposal_index, "admitted": dict(self.admitted),
                 "counts": dict(self.funnel.counts), "outcomes": dict(self.funnel.outcomes)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -461,6 +375,8 @@ class GeneratorRole(Method):
         else:
             self.proposer.position = int(state["proposer"])
         self.proposal_index = int(state["proposal_index"])
+        # the pool's state came first: a program it could not rebuild (quarantined) is not there
+        self.admitted = {name: dict(info) for name, info in state["admitted"].items() if name in self.pool.envs}
         self.funnel.counts.update(state["counts"])
         self.funnel.outcomes.update(state["outcomes"])
         truncate_jsonl(self.funnel_path, self.trainer.step_index - 1)
@@ -469,6 +385,10 @@ class GeneratorRole(Method):
         """The archive's snapshot beside the checkpoint, written first: a checkpoint on disk always
         has the archive exactly as it was at that step (``archive_snapshot``)."""
         self.archive.snapshot(archive_snapshot(path))
+
+    def _rebuild_entry(self, entry: PoolEntry) -> AdmittedEnvironment | None:
+        """The pool's factory: an admitted program's environment from its entry (``synth-<id>``)."""
+        return self._rebuild(int(entry.name.removeprefix(ADMITTED_PREFIX)))
 
     def _rebuild(self, cid: int) -> AdmittedEnvironment | None:
         """The admitted environment of archived program ``cid``; None when its source no longer
@@ -484,10 +404,11 @@ class GeneratorRole(Method):
 
 def synth_trainer(cfg: SynthConfig, model, tokenizer, archive: Archive, run: RunDir, ref_model=None,
                   accelerator=None) -> Trainer:
-    """The RL trainer of an EvoEnv run: a ``SynthPool`` of the seed environments and the
+    """The RL trainer of an EvoEnv run: a pool of the seed environments (at least ``synth.seed_floor``
+    of each batch) that admitted programs join, and the
     ``GeneratorRole`` plug-in writing into ``archive`` and ``run`` (``trainer.method("generator")``)."""
     return Trainer(cfg, model, tokenizer, ref_model=ref_model, accelerator=accelerator,
-                   pool=SynthPool(cfg.pool, cfg.synth.seed_floor),
+                   pool=EnvPool(cfg.pool, floor=cfg.synth.seed_floor),
                    methods=[lambda trainer: GeneratorRole(trainer, archive, run)])
 
 
@@ -568,11 +489,11 @@ def novelty_embedder(mode: str):
 
 
 # --- diagnostics --------------------------------------------------------------------------------------
-def synth_metrics(lines: list[dict], totals: Mapping[str, int], pool: SynthPool, m: int) -> dict:
+def synth_metrics(lines: list[dict], totals: Mapping[str, int], pool: EnvPool, admitted: int, m: int) -> dict:
     """The paper's diagnostics (spec §1.9) for one step: per-stage pass rates of this step's
     proposals, the â histogram, rewards, novelty similarities, pool size and cumulative counts."""
     out: dict = {"synth/proposals": len(lines), "synth/pool_size": len(pool.entries),
-                 "synth/pool_admitted": len(pool.admitted)}
+                 "synth/pool_admitted": admitted}
     judged = [line for line in lines if line["outcome"] != "duplicate"]
     out["synth/duplicates"] = len(lines) - len(judged)
     reached = dict.fromkeys(STAGES[1:], 0)
@@ -646,5 +567,5 @@ def corpus_folder(folder: str | None) -> Path:
     return path
 
 
-__all__ = ["ADMITTED_PREFIX", "AdmittedEnvironment", "RetireSection", "SynthConfig", "SynthPool", "SynthSection",
+__all__ = ["ADMITTED_PREFIX", "AdmittedEnvironment", "RetireSection", "SynthConfig", "SynthSection",
            "GeneratorRole", "corpus_folder", "evaluate_programs", "novelty_embedder", "synth_metrics", "synth_trainer", "truncate_jsonl"]
