@@ -35,7 +35,8 @@ def main() -> int:
     from worldsmith.configuration import load
     from worldsmith.policy.model import load_policy
     from worldsmith.recipes import synth_run
-    from worldsmith.synth.loop import SynthConfig, evaluate_programs
+    from worldsmith.synth.config import SynthConfig
+    from worldsmith.synth.loop import evaluate_programs
 
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="synth_learning_"))
     empty = base / "empty_corpus"

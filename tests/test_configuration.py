@@ -59,7 +59,7 @@ def test_bad_values_name_the_key(override, message):
 def test_shipped_configs_validate():
     import pathlib
 
-    from worldsmith.synth.loop import SynthConfig
+    from worldsmith.synth.config import SynthConfig
 
     paths = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.yaml"))
     assert len(paths) >= 2

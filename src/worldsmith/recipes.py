@@ -214,13 +214,8 @@ def synth_run(cfg, out: str | pathlib.Path, resume: bool = False, progress: bool
     seed environments, and write the funnel plot, training plot and summary."""
     from worldsmith.synth.archive import Archive, restore_snapshot
     from worldsmith.synth.funnel import draw_funnel
-    from worldsmith.synth.loop import (
-        GeneratorRole,
-        archive_snapshot,
-        check_context,
-        evaluate_programs,
-        synth_trainer,
-    )
+    from worldsmith.synth.generator import GeneratorRole, archive_snapshot
+    from worldsmith.synth.loop import check_context, evaluate_programs, synth_trainer
 
     run = open_run(cfg, out, resume)
     latest = run.latest_checkpoint() if resume else None  # without one, open_run started the run over

@@ -12,7 +12,8 @@ from test_loop import CORPUS, GOOD, L5_BUG, ScriptedSolverDouble, config, refere
 from worldsmith.configuration import build
 from worldsmith.runs import RunDir
 from worldsmith.synth.archive import Archive, source_hash
-from worldsmith.synth.loop import SynthConfig, evaluate_programs, synth_trainer
+from worldsmith.synth.config import SynthConfig
+from worldsmith.synth.loop import evaluate_programs, synth_trainer
 from worldsmith.synth.sandboxed_env import SandboxedEnvironment
 
 ALWAYS_RIGHT = "\n# the scorer now says 1.0 to everything\n"

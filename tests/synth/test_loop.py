@@ -33,13 +33,9 @@ from worldsmith.runs import RunDir
 from worldsmith.synth import corpus
 from worldsmith.synth.archive import Archive
 from worldsmith.synth.calibrate import difficulty_reward
-from worldsmith.synth.loop import (
-    AdmittedEnvironment,
-    SynthConfig,
-    evaluate_programs,
-    synth_trainer,
-    truncate_jsonl,
-)
+from worldsmith.synth.config import SynthConfig
+from worldsmith.synth.generator import AdmittedEnvironment, truncate_jsonl
+from worldsmith.synth.loop import evaluate_programs, synth_trainer
 from worldsmith.synth.sandboxed_env import SandboxedEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]

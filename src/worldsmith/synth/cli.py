@@ -141,7 +141,7 @@ def cmd_funnel(args: argparse.Namespace) -> int:
         archive = Archive(db)
     except (ArchiveError, OSError) as exc:
         raise UsageError(f"synth funnel: --db {db}: {exc}") from None
-    from worldsmith.synth.loop import novelty_embedder
+    from worldsmith.synth.generator import novelty_embedder
     from worldsmith.synth.novelty import NoveltyConfig
 
     try:
@@ -176,7 +176,7 @@ def cmd_synth_run(args: argparse.Namespace) -> int:
     from worldsmith.recipes import synth_run
     from worldsmith.sandbox import SandboxUnavailable, resolve_mode
     from worldsmith.synth.archive import ArchiveError
-    from worldsmith.synth.loop import SynthConfig
+    from worldsmith.synth.config import SynthConfig
 
     commands.apply_isolation_flag(args)
     try:
