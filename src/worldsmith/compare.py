@@ -6,7 +6,7 @@ evaluated once on the eval split. Every method of that seed trains a fresh copy 
 same environments with the same completions per step, and is evaluated on the same eval problems,
 so each method's result is paired with the others' by seed. The folder::
 
-    DIR/spec.json                     what this folder compares (config, methods); a rerun must match
+    DIR/spec.json                     what this folder compares (config, methods, start); a rerun must match
     DIR/starts/s<seed>/               policy_init/ (the start policy), eval.json (its evaluation)
     DIR/runs/<method>-s<seed>/        a train run folder: config.yaml, metrics.jsonl, checkpoints/,
                                       policy/, training.png and summary.json (written last)
