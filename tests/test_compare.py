@@ -258,3 +258,31 @@ def test_report_statistics_by_hand(tmp_path):
     assert f"| grpo | 0.300 [{0.3 - half:.3f}, {0.3 + half:.3f}] |" in md
     assert "| g2rl | `g2rl/nu_std` | 0.500 [0.500, 0.500] |" in md
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 6
+
+
+def test_a_start_policy_recipe_is_used_once_per_seed_and_recorded(tmp_path):
+    """The extension point for other start policies (e.g. a cached base model)."""
+    import torch
+
+    from worldsmith.compare import compare
+    from worldsmith.policy.model import build_tiny_model, load_policy
+    from worldsmith.policy.tokenizer import build_char_tokenizer
+
+    built = []
+
+    def start(seed_cfg, folder, progress):
+        built.append((seed_cfg.train.seed, folder.root.name))
+        tokenizer = build_char_tokenizer()
+        return build_tiny_model(tokenizer, seed_cfg.model.tiny, seed=100 + seed_cfg.train.seed), tokenizer
+
+    cfg = build(RunConfig, TINY)
+    out = tmp_path / "cmp"
+    result = compare(cfg, ["grpo"], [1], out, start=start, start_name="plain-init", progress=False, log=None)
+    assert built == [(1, "s1")] and result["done"] == 1
+    assert json.loads((out / "spec.json").read_text())["start"] == "plain-init"
+    saved, _ = load_policy(out / "starts" / "s1" / "policy_init", progress=False)
+    expected = build_tiny_model(build_char_tokenizer(), cfg.model.tiny, seed=101)
+    for a, b in zip(saved.state_dict().values(), expected.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(CompareError, match="from the start policy 'plain-init', not 'config'"):
+        compare(cfg, ["grpo"], [1], out, progress=False, log=None)

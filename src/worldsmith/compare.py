@@ -6,7 +6,7 @@ evaluated once on the eval split. Every method of that seed trains a fresh copy 
 same environments with the same completions per step, and is evaluated on the same eval problems,
 so each method's result is paired with the others' by seed. The folder::
 
-    DIR/spec.json                     what this folder compares (config, methods); a rerun must match
+    DIR/spec.json                     what this folder compares (config, methods, start); a rerun must match
     DIR/starts/s<seed>/               policy_init/ (the start policy), eval.json (its evaluation)
     DIR/runs/<method>-s<seed>/        a train run folder: config.yaml, metrics.jsonl, checkpoints/,
                                       policy/, training.png and summary.json (written last)
@@ -167,20 +167,20 @@ def _flat(data, prefix: str = "") -> dict:
     return out
 
 
-def _spec(cfg, methods: list[str]) -> dict:
+def _spec(cfg, methods: list[str], start_name: str) -> dict:
     data = cfg.model_dump(mode="json")
     data["train"].pop("seed")  # set per seed
     data["model"].pop("init_seed")
-    return {"methods": methods, "config": data}
+    return {"methods": methods, "start": start_name, "config": data}
 
 
-def _open_folder(out: pathlib.Path, cfg, methods: list[str]) -> None:
+def _open_folder(out: pathlib.Path, cfg, methods: list[str], start_name: str) -> None:
     """Create ``out`` with its spec.json, or check that the comparison it holds is this one."""
     from worldsmith.runs import atomic_write_json
 
     if out.exists() and not out.is_dir():
         raise CompareError(f"--out {out} is a file, not a folder")
-    spec = _spec(cfg, methods)
+    spec = _spec(cfg, methods, start_name)
     path = out / "spec.json"
     if not path.is_file():
         if out.is_dir() and any(out.iterdir()):
@@ -189,11 +189,14 @@ def _open_folder(out: pathlib.Path, cfg, methods: list[str]) -> None:
         return
     try:
         held = json.loads(path.read_text())
-        held_methods, held_config = list(held["methods"]), dict(held["config"])
+        held_methods, held_config, held_start = list(held["methods"]), dict(held["config"]), held["start"]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise CompareError(f"{path} is not a readable comparison spec; choose another --out") from None
     if held_methods != methods:
         raise CompareError(f"{out} holds a comparison of {','.join(held_methods)}, not {','.join(methods)}; "
+                           "choose another --out")
+    if held_start != start_name:
+        raise CompareError(f"{out} holds a comparison from the start policy {held_start!r}, not {start_name!r}; "
                            "choose another --out")
     old, new = _flat(held_config), _flat(spec["config"])
     for key in sorted(set(old) | set(new)):
@@ -214,11 +217,17 @@ def _stderr(line: str) -> None:
 # --- one seed's start, one run --------------------------------------------------------------------
 
 
-def _start(out: pathlib.Path, cfg, seed: int, progress: bool, log) -> dict:
+#: Builds one seed's start policy: ``(seed_cfg, folder, progress) -> (model, tokenizer)``, where
+#: ``seed_cfg`` is the user's config at that seed and ``folder`` the seed's RunDir under ``starts/``.
+StartPolicy = Callable[..., tuple]
+
+
+def _start(out: pathlib.Path, cfg, seed: int, build: StartPolicy, progress: bool, log) -> dict:
     """Build (or reuse) the start policy of ``seed`` and its evaluation; returns the evaluation."""
     import torch
 
-    from worldsmith.recipes import build_policy, eval_policy
+    from worldsmith.policy.model import load_policy, save_policy
+    from worldsmith.recipes import eval_policy
     from worldsmith.runs import RunDir, atomic_write_json
 
     scfg = seed_config(cfg, seed)
@@ -231,7 +240,13 @@ def _start(out: pathlib.Path, cfg, seed: int, progress: bool, log) -> dict:
     torch.manual_seed(seed)
     if scfg.threads:
         torch.set_num_threads(scfg.threads)
-    model, tokenizer = build_policy(scfg, folder, progress)  # reuses policy_init/ when it is there
+    init = folder.root / "policy_init"
+    if init.is_dir():  # built by an earlier pass that stopped before its evaluation
+        model, tokenizer = load_policy(init, progress=False)
+    else:
+        model, tokenizer = build(scfg, folder, progress)
+        if not init.is_dir():
+            save_policy(model, tokenizer, init)
     result = eval_policy(scfg, model, tokenizer, progress)
     atomic_write_json(evaluation, result)
     return result
@@ -308,13 +323,20 @@ def _metrics(head: dict) -> dict:
 
 
 def compare(cfg, methods: Sequence[str], seeds: Sequence[int], out: str | pathlib.Path, *,
-            progress: bool = True, log: Callable[[str], None] | None = _stderr) -> dict:
+            start: StartPolicy | None = None, start_name: str = "config", progress: bool = True,
+            log: Callable[[str], None] | None = _stderr) -> dict:
     """Run (or finish) every (method, seed) of the comparison in ``out`` and write its report.
 
     ``cfg`` is the user's RunConfig; ``methods`` names from ``METHODS`` (the first is the baseline of
     the paired differences); ``log`` receives one line per start policy and per run started,
     finished or skipped. Returns the report (see ``report``) with ``done`` and ``skipped`` counts.
+
+    ``start`` builds each seed's start policy (default ``recipes.build_policy``: the config's model,
+    SFT warm start when ``sft.examples``), saved as ``starts/s<seed>/policy_init`` and reused from there;
+    ``start_name`` names it in ``spec.json``, so that a folder is never finished from another start.
     """
+    if start is None:
+        from worldsmith.recipes import build_policy as start
     methods = parse_methods(list(methods))
     seeds = list(seeds)
     if not seeds:
@@ -322,7 +344,7 @@ def compare(cfg, methods: Sequence[str], seeds: Sequence[int], out: str | pathli
     for method in methods:  # every method's config is valid before any work starts
         method_config(cfg, method, seeds[0])
     out = pathlib.Path(out)
-    _open_folder(out, cfg, methods)
+    _open_folder(out, cfg, methods, start_name)
     done = skipped = 0
     started = time.perf_counter()
     total = len(methods) * len(seeds)
@@ -336,7 +358,7 @@ def compare(cfg, methods: Sequence[str], seeds: Sequence[int], out: str | pathli
                 skipped += 1
                 continue
             if start_eval is None:
-                start_eval = _start(out, cfg, seed, progress, log)
+                start_eval = _start(out, cfg, seed, start, progress, log)
             _say(log, f"[{n}/{total}] {method} seed {seed}: training")
             summary = _run(out, cfg, method, seed, start_eval, progress, log)
             a = summary["after"]
