@@ -215,6 +215,27 @@ def check_distinct(env: Environment, n: int) -> CheckResult:
     return CheckResult("distinct", ok, f"distinct instances over {n} seeds: {mid:.0%} at d=0.5, {easy:.0%} at d=0")
 
 
+def split_report(env: Environment, n: int, difficulty: float) -> tuple[int, int, int]:
+    """``(distinct train problems, distinct eval problems, problems in both)`` over ``n`` seeds of
+    each split at ``difficulty``, by problem identity."""
+    train = {env.sample(seed, difficulty).problem_id for seed in _seeds(n, "train")}
+    held = {env.sample(seed, difficulty).problem_id for seed in _seeds(n, "eval")}
+    return len(train), len(held), len(train & held)
+
+
+def check_splits(env: Environment, n: int) -> CheckResult:
+    """Held-out means unseen: no problem drawn from an eval seed is drawn from a train seed, at
+    every difficulty. The detail says how many distinct eval problems each difficulty has."""
+    n = max(n, 200)
+    distinct = []
+    for d in DIFFICULTIES:
+        _, held, shared = split_report(env, n, d)
+        if shared:
+            return CheckResult("splits", False, f"d={d}: {shared} problems drawn by both train and eval seeds")
+        distinct.append(f"{held}/{n} at d={d:g}")
+    return CheckResult("splits", True, "train and eval problems disjoint; distinct eval problems " + ", ".join(distinct))
+
+
 def check_steps(env: Environment, n: int) -> CheckResult:
     if not env.has_steps():
         return CheckResult("steps", True, "no step checker (optional)")
@@ -242,6 +263,7 @@ CHECKS: tuple[Callable[[Environment, int], CheckResult], ...] = (
     check_no_leak,
     check_difficulty_scales,
     check_distinct,
+    check_splits,
     check_steps,
 )
 

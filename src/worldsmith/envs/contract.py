@@ -22,8 +22,16 @@ TYPE_CHECKING = False  # typing stays out of the import: sandboxed programs impo
 if TYPE_CHECKING:
     from typing import ClassVar
 
-#: Splits the framework knows; their seeds are disjoint by construction (see ``split_seed``).
+#: Splits the framework knows; their seeds are disjoint by construction (see ``split_seed``), and
+#: so are their problems (see ``Environment.sample``).
 SPLITS: dict[str, int] = {"train": 0, "eval": 1}
+#: Share of every environment's problems held out for evaluation, chosen by problem identity.
+#: PROPOSED: a quarter keeps thousands of held-out problems where the space allows, while training
+#: wastes few draws on problems it may not see.
+EVAL_SHARE = 0.25
+#: Draws a sample may make before it concludes that its split holds (almost) no problems at that
+#: difficulty. With EVAL_SHARE = 0.25 a failure by chance has probability 0.75^200 < 1e-24.
+MAX_SPLIT_DRAWS = 200
 
 
 def stable_hash(*parts: object) -> int:
@@ -52,6 +60,22 @@ def seed_split(seed: int) -> str:
     return "eval" if seed & 1 else "train"
 
 
+def problem_id(env: str, prompt: str) -> int:
+    """The identity of a problem: a stable hash of its environment and its prompt, the problem as
+    the model sees it (whatever seed or difficulty produced it)."""
+    return stable_hash("problem", env, prompt)
+
+
+def problem_split(env: str, prompt: str, eval_share: float = EVAL_SHARE) -> str:
+    """The split a problem belongs to, from its identity alone: ``eval`` for ``eval_share`` of them."""
+    return "eval" if problem_id(env, prompt) % 1_000_000 < round(eval_share * 1_000_000) else "train"
+
+
+class SplitUnavailable(ValueError):
+    """A split holds no problem (in ``MAX_SPLIT_DRAWS`` draws) at a difficulty: too few distinct
+    problems to split."""
+
+
 @dataclass(frozen=True)
 class Instance:
     """One sampled problem. ``data`` is the JSON-serialisable instance ``generate`` returned."""
@@ -65,6 +89,11 @@ class Instance:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def problem_id(self) -> int:
+        """The problem's identity (``problem_id``): equal for equal problems, whatever the seed."""
+        return problem_id(self.env, self.prompt)
 
 
 @dataclass(frozen=True)
@@ -91,6 +120,7 @@ class Environment:
     - ``answer_format``: a short human description of the expected answer, shown in prompts.
     - ``allow_boxed``: accept a final ``\\boxed{...}`` when no ``<answer>`` tag is present (math).
     - ``max_answer_chars``: answers longer than this are rejected before ``score`` sees them.
+    - ``eval_share``: the share of problems held out for evaluation (``problem_split``).
     """
 
     name: ClassVar[str] = ""
@@ -99,6 +129,7 @@ class Environment:
     answer_format: ClassVar[str] = "the final answer"
     allow_boxed: ClassVar[bool] = False
     max_answer_chars: ClassVar[int] = answers.MAX_ANSWER_CHARS
+    eval_share: ClassVar[float] = EVAL_SHARE
 
     # --- the four routines an author writes -------------------------------------------------
     def generate(self, rng: random.Random, difficulty: float) -> dict:
@@ -132,21 +163,28 @@ class Environment:
         return random.Random(stable_hash(self.name, seed))
 
     def sample(self, seed: int, difficulty: float = 0.0) -> Instance:
-        """Sample the instance for (seed, difficulty); the same arguments give the same instance."""
+        """Sample the instance for (seed, difficulty); the same arguments give the same instance.
+
+        Train and eval partition problems, not only seeds: the instance of a seed of one split
+        (``seed_split``) is always a problem of that split (``problem_split``). A draw whose problem
+        belongs to the other split is drawn again from an RNG derived from (seed, attempt); a split
+        with no problem in ``MAX_SPLIT_DRAWS`` draws raises ``SplitUnavailable``.
+        """
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an integer, got {seed!r}")
         difficulty = check_difficulty(difficulty)
-        # instances must be plain JSON data; the contract battery (envs/checks.py) proves it per
-        # environment, so the hot path does not pay for a JSON round trip on every sample
-        data = self.generate(self.rng_for(seed), difficulty)
-        return Instance(
-            env=self.name,
-            seed=seed,
-            difficulty=difficulty,
-            prompt=self.render(data),
-            reference=self.solve(data),
-            data=data,
-        )
+        split = seed_split(seed)
+        for attempt in range(MAX_SPLIT_DRAWS):
+            rng = self.rng_for(seed) if attempt == 0 else random.Random(stable_hash(self.name, seed, "redraw", attempt))
+            # instances must be plain JSON data; the contract battery (envs/checks.py) proves it per
+            # environment, so the hot path does not pay for a JSON round trip on every sample
+            data = self.generate(rng, difficulty)
+            prompt = self.render(data)
+            if problem_split(self.name, prompt, self.eval_share) == split:
+                return Instance(env=self.name, seed=seed, difficulty=difficulty, prompt=prompt,
+                                reference=self.solve(data), data=data)
+        raise SplitUnavailable(f"{self.name} at difficulty {difficulty:g}: no {split}-split problem in "
+                               f"{MAX_SPLIT_DRAWS} draws; too few distinct problems to split")
 
     def grade(self, instance: Instance | dict, response: object) -> Score:
         """Score a full response. Never raises; anything malformed scores 0 with a reason.
