@@ -25,16 +25,26 @@ from worldsmith.runs import RunDir
 
 def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
     """The starting policy: ``run/policy_init`` when an earlier attempt saved it (resume), else a
-    local HF model (``model.path``) or the tiny model, warm-started with SFT when ``sft.examples``."""
+    local HF model (``model.path``), a cached base policy (``model.base``, built on first use) or the
+    tiny model, warm-started with SFT when ``sft.examples``."""
     saved = run.root / "policy_init"
     if saved.is_dir():
         return load_policy(saved, progress=progress)
-    if cfg.model.path:
-        model, tokenizer = load_policy(cfg.model.path, lora=cfg.model.lora, progress=progress)
+    if cfg.model.path or cfg.model.base:
+        if cfg.model.base:
+            from worldsmith.base import BaseError, base_policy
+
+            try:
+                source = str(base_policy(cfg.model.base, progress=progress)[2])
+            except BaseError as exc:
+                raise ConfigError(f"model.base: {exc}") from None
+        else:
+            source = cfg.model.path
+        model, tokenizer = load_policy(source, lora=cfg.model.lora, progress=progress)
         context = getattr(model.config, "max_position_embeddings", None)
         if context and cfg.sampling.max_new_tokens >= context:
             raise ConfigError(f"sampling.max_new_tokens = {cfg.sampling.max_new_tokens} leaves no room for the "
-                              f"prompt in the context of {cfg.model.path} ({context} tokens)")
+                              f"prompt in the context of {source} ({context} tokens)")
     else:
         tokenizer = build_char_tokenizer()
         model = build_tiny_model(tokenizer, cfg.model.tiny, seed=cfg.model.init_seed)
@@ -63,7 +73,8 @@ def headline(summary: dict) -> dict:
     """The few numbers a person reads first from an evaluation summary."""
     o = summary["overall"]
     return {"accuracy_greedy": summary["accuracy_greedy"], "accuracy_sampled": summary["accuracy_sampled"],
-            f"pass@{summary['k']}": o["pass@k"], f"maj@{summary['k']}": o["maj@k"], "problems": o["problems"]}
+            f"pass@{summary['k']}": o["pass@k"], f"maj@{summary['k']}": o["maj@k"], "problems": o["problems"],
+            "step_validity": o.get("step_validity")}
 
 
 def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
@@ -172,6 +183,7 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
     phases = {k.removeprefix("time/"): sum(r.get(k, 0.0) for r in all_rows) / max(1, len(all_rows))
               for k in all_rows[0] if k.startswith("time/")} if all_rows else {}
     summary = {
+        "tasks": [{"env": p.name, "difficulty": p.difficulty} for p in cfg.pool],
         "before": headline(before) if before else None,
         "after": headline(after),
         "steps": trainer.step_index,

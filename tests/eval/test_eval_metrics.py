@@ -68,16 +68,16 @@ def test_summarise_overall_per_env_and_per_difficulty():
     s = summarise(RECORDS)
     assert s["k"] == 4
     assert s["overall"] == pytest.approx(
-        {"problems": 4, "greedy_accuracy": 2 / 3, "pass@1": 0.5, "pass@k": 0.75, "maj@k": 1 / 3}, abs=1e-12)
+        {"problems": 4, "greedy_accuracy": 2 / 3, "pass@1": 0.5, "pass@k": 0.75, "maj@k": 1 / 3, "step_validity": None}, abs=1e-12)
     assert s["per_env"]["e1"] == pytest.approx(
-        {"problems": 3, "greedy_accuracy": 2 / 3, "pass@1": 1 / 3, "pass@k": 2 / 3, "maj@k": 1 / 3}, abs=1e-12)
-    assert s["per_env"]["e2"] == {"problems": 1, "greedy_accuracy": None, "pass@1": 1.0, "pass@k": 1.0, "maj@k": None}
+        {"problems": 3, "greedy_accuracy": 2 / 3, "pass@1": 1 / 3, "pass@k": 2 / 3, "maj@k": 1 / 3, "step_validity": None}, abs=1e-12)
+    assert s["per_env"]["e2"] == {"problems": 1, "greedy_accuracy": None, "pass@1": 1.0, "pass@k": 1.0, "maj@k": None, "step_validity": None}
     by_difficulty = s["per_env_difficulty"]["e1"]
     assert list(by_difficulty) == [0.0, 0.5]
     assert by_difficulty[0.0] == pytest.approx(
-        {"problems": 2, "greedy_accuracy": 0.5, "pass@1": 0.125, "pass@k": 0.5, "maj@k": 0.0}, abs=1e-12)
+        {"problems": 2, "greedy_accuracy": 0.5, "pass@1": 0.125, "pass@k": 0.5, "maj@k": 0.0, "step_validity": None}, abs=1e-12)
     assert by_difficulty[0.5] == pytest.approx(
-        {"problems": 1, "greedy_accuracy": 1.0, "pass@1": 0.75, "pass@k": 1.0, "maj@k": 1.0}, abs=1e-12)
+        {"problems": 1, "greedy_accuracy": 1.0, "pass@1": 0.75, "pass@k": 1.0, "maj@k": 1.0, "step_validity": None}, abs=1e-12)
     assert list(s["per_env_difficulty"]["e2"]) == [0.0]
 
 
@@ -102,3 +102,27 @@ def test_eval_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_step_validity_checks_every_step_before_the_answer():
+    from worldsmith import envs
+    from worldsmith.envs.contract import split_seed
+    from worldsmith.eval.metrics import step_validity
+
+    env = envs.get("arithmetic_chain")
+    inst = env.sample(split_seed("eval", 3), 0.3)
+    steps = env.steps(inst.data)
+    good = "\n".join(steps) + f"\n<answer>{inst.reference}</answer>"
+    assert step_validity(env, inst, good) is True
+    wrong = "\n".join([*steps[:-1], steps[-1] + "1"]) + f"\n<answer>{inst.reference}</answer>"
+    assert step_validity(env, inst, wrong) is False
+    assert step_validity(env, inst, f"<answer>{inst.reference}</answer>") is False  # no steps at all
+    assert step_validity(envs.get("graph_coloring"), inst, good) is None or envs.get("graph_coloring").has_steps()
+
+
+def test_summaries_report_step_validity_where_there_are_steps():
+    rows = [EvalRecord("a", 0.0, 1, None, (True, False), steps_valid=(True, False)),
+            EvalRecord("a", 0.0, 2, None, (True, True), steps_valid=(True, True)),
+            EvalRecord("b", 0.0, 3, None, (False,))]
+    out = summarise(rows)
+    assert out["overall"]["step_validity"] == 0.75 and out["per_env"]["b"]["step_validity"] is None

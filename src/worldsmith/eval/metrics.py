@@ -58,6 +58,8 @@ class EvalRecord:
     greedy_passed: the greedy response's verdict, None when not run. passed: the verdicts of the
     sampled responses, in sampling order. answers: their extracted answers (None when nothing was
     extracted), same length as passed, or empty when not recorded (then maj@k is not computed).
+    steps_valid: whether each sampled response's every step passed the environment's step check
+    (``step_validity``), same length as passed, or empty where the environment checks no steps.
     """
 
     env: str
@@ -66,10 +68,12 @@ class EvalRecord:
     greedy_passed: bool | None = None
     passed: tuple[bool, ...] = ()
     answers: tuple[str | None, ...] = ()
+    steps_valid: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "passed", tuple(bool(p) for p in self.passed))
         object.__setattr__(self, "answers", tuple(self.answers))
+        object.__setattr__(self, "steps_valid", tuple(bool(v) for v in self.steps_valid))
         if self.answers and len(self.answers) != len(self.passed):
             raise ValueError(f"{len(self.answers)} answers but {len(self.passed)} sampled verdicts")
 
@@ -95,6 +99,7 @@ def _stats(records: list[EvalRecord], k: int | None) -> dict:
         "pass@1": _mean([sum(r.passed) / len(r.passed) for r in sampled]),
         "pass@k": _mean([pass_at_k(len(r.passed), sum(r.passed), k) for r in sampled]) if k else None,
         "maj@k": _mean([maj_at_k(r.answers, r.passed, k) for r in sampled if r.answers]) if k else None,
+        "step_validity": _mean([sum(r.steps_valid) / len(r.steps_valid) for r in records if r.steps_valid]),
     }
 
 
@@ -104,7 +109,8 @@ def summarise(records: Iterable[EvalRecord | Mapping], k: int | None = None) -> 
     k defaults to the smallest number of samples of any problem that has samples; an explicit k
     larger than some problem's sample count raises ValueError. Every problem weighs the same.
     Returns ``{"k", "overall", "per_env": {env: stats}, "per_env_difficulty": {env: {difficulty:
-    stats}}}`` where stats is ``{"problems", "greedy_accuracy", "pass@1", "pass@k", "maj@k"}`` (a
+    stats}}}`` where stats is ``{"problems", "greedy_accuracy", "pass@1", "pass@k", "maj@k",
+    "step_validity"}`` (a
     metric is None where no problem provides what it needs; pass@1 uses all n samples as c / n).
     """
     records = [EvalRecord.of(r) for r in records]
@@ -128,3 +134,19 @@ def summarise(records: Iterable[EvalRecord | Mapping], k: int | None = None) -> 
         "per_env": {env: _stats(rs, k) for env, rs in sorted(by_env.items())},
         "per_env_difficulty": per_env_difficulty,
     }
+
+
+def step_validity(env, instance, response: str) -> bool | None:
+    """Whether every step of ``response`` passes ``env.check_step`` in order: the non-empty lines
+    before its final answer, at least one of them. None when the environment checks no steps."""
+    if not env.has_steps():
+        return None
+    body = response.rsplit("<answer>", 1)[0] if "<answer>" in response else response
+    steps = [line.strip() for line in body.splitlines() if line.strip()]
+    if not steps:
+        return False
+    data = instance.data
+    try:
+        return all(env.check_step(data, steps[:k], step) for k, step in enumerate(steps))
+    except Exception:
+        return False

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from worldsmith import envs
 from worldsmith.envs.contract import stable_hash
-from worldsmith.eval.metrics import EvalRecord, summarise
+from worldsmith.eval.metrics import EvalRecord, step_validity, summarise
 from worldsmith.policy.backend import GenerationBackend, SamplingParams
 from worldsmith.progress import progress_bar
 
@@ -51,6 +51,7 @@ def evaluate(
             greedy_ok = [env.grade(inst, text).passed for inst, text in zip(batch, out.texts)]
         passed: list[list[bool]] = [[] for _ in batch]
         answers: list[list[str | None]] = [[] for _ in batch]
+        valid: list[list[bool]] = [[] for _ in batch]
         if samples:
             params = SamplingParams(max_new_tokens, temperature=temperature,
                                     seed=stable_hash("eval", seed, name, difficulty) % 2**62)
@@ -62,9 +63,14 @@ def evaluate(
                 score = env.grade(batch[i], text)
                 passed[i].append(score.passed)
                 answers[i].append(score.answer)
+                ok = step_validity(env, batch[i], text)
+                if ok is not None:
+                    valid[i].append(ok)
         for i, inst in enumerate(batch):
-            records.append(EvalRecord(name, difficulty, inst.seed, greedy_ok[i], tuple(passed[i]), tuple(answers[i])))
+            records.append(EvalRecord(name, difficulty, inst.seed, greedy_ok[i], tuple(passed[i]), tuple(answers[i]),
+                                      tuple(valid[i])))
     summary = summarise(records)
     summary["accuracy_greedy"] = summary["overall"]["greedy_accuracy"]
     summary["accuracy_sampled"] = summary["overall"]["pass@1"]
+    summary["step_validity"] = summary["overall"]["step_validity"]
     return summary

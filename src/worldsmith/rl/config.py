@@ -18,6 +18,8 @@ from worldsmith.rl.pool import PoolEntry
 
 class ModelSection(Strict):
     path: str | None = Field(None, description="A local HF model folder; None builds the tiny model below.")
+    base: str | None = Field(None, description="A base policy preset ('cpu', 'gpu'; see `worldsmith base`): built "
+                             "once, cached by its config hash, and the start of the run. Excludes path.")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Shape of the tiny model.")
     lora: LoraOptions | None = Field(None, description="Train a LoRA adapter instead of all weights.")
     init_seed: int = Field(0, ge=0, lt=2**63, description="Seed of the tiny model's random initialisation.")
@@ -124,8 +126,10 @@ class RunConfig(Strict):
         from worldsmith.rl.methods import check_configs
 
         check_configs(self)
+        if self.model.path is not None and self.model.base is not None:
+            raise ValueError("model: give either path (a local model) or base (a cached base policy), not both")
         context = self.model.tiny.max_position_embeddings
-        if self.model.path is None and self.sampling.max_new_tokens >= context:
+        if self.model.path is None and self.model.base is None and self.sampling.max_new_tokens >= context:
             raise ValueError(f"sampling.max_new_tokens = {self.sampling.max_new_tokens} leaves no room for the "
                              f"prompt in the tiny model's context of {context} tokens")
         return self
