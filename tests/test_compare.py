@@ -67,7 +67,7 @@ def test_writes_table_plot_runs_and_one_json_line(compared):
 
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(r["method"], r["seed"]) for r in runs] == [("grpo", 0), ("grpo", 1), ("mssr", 0), ("mssr", 1)]
-    metrics = ["accuracy_greedy", "accuracy_sampled", "pass@2", "maj@2"]
+    metrics = ["accuracy_greedy", "accuracy_sampled", "pass@2", "maj@2", "step_validity"]
     for r in runs:
         assert list(r["after"]) == metrics and list(r["before"]) == metrics
         assert set(r["mechanism"]) == set(METHODS[r["method"]].mechanism)
