@@ -130,3 +130,24 @@ def test_no_module_reaches_into_a_worldsmith_module_for_private_names():
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 raise AssertionError(f"{path.relative_to(SRC)}:{node.lineno} uses {node.value.id}.{node.attr}")
+
+
+def test_every_table_of_plug_ins_is_one_registry_class():
+    from worldsmith.audit import games, redteam
+    from worldsmith.commands import COMMANDS
+    from worldsmith.envs.registry import ENVIRONMENTS, FAMILIES
+    from worldsmith.registry import Registry
+    from worldsmith.rl.registry import ADVANTAGES, LOSSES, METHODS
+
+    for table in (ENVIRONMENTS, FAMILIES, games.GAMES, redteam.STRATEGIES, ADVANTAGES, LOSSES, METHODS, COMMANDS):
+        assert isinstance(table, Registry), table
+
+
+def test_families_exist_without_importing_their_modules_and_the_registry_imports_no_builtin():
+    code = ("from worldsmith import envs; env = envs.get('game:tampering'); import sys; "
+            "print(env.name, 'worldsmith.audit.games' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["game:tampering", "True"]
+    assert not {m for m in _imports(SRC / "envs" / "registry.py") if m.startswith("worldsmith.")} - {
+        "worldsmith.envs.contract", "worldsmith.registry"}

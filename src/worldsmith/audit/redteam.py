@@ -58,6 +58,7 @@ from worldsmith.envs import answers
 from worldsmith.envs.answer_forms import random_answers, same_value, value_key
 from worldsmith.envs.checks import malformed_answers, perturbations
 from worldsmith.envs.contract import Environment, Instance, split_seed, stable_hash
+from worldsmith.registry import Registry
 
 IN_PROCESS = "in-process (a registered environment, trusted code)"
 
@@ -130,16 +131,15 @@ class Strategy:
     counts_reference: bool = False
 
 
-STRATEGIES: dict[str, Strategy] = {}
+#: The exploit strategies by name, in the order they are tried (the built-ins are defined below).
+STRATEGIES = Registry("strategy")
 
 
 def strategy(name: str, summary: str, counts_reference: bool = False) -> Callable[[StrategyFn], StrategyFn]:
     """Register a strategy: a function from a ``Probe`` to ``{variant: full response}``."""
 
     def add(fn: StrategyFn) -> StrategyFn:
-        if name in STRATEGIES:
-            raise ValueError(f"strategy {name!r} is already registered")
-        STRATEGIES[name] = Strategy(name, summary, fn, counts_reference)
+        STRATEGIES.add(name, Strategy(name, summary, fn, counts_reference))
         return fn
 
     return add

@@ -120,7 +120,8 @@ class Environment:
     - ``answer_format``: a short human description of the expected answer, shown in prompts.
     - ``allow_boxed``: accept a final ``\\boxed{...}`` when no ``<answer>`` tag is present (math).
     - ``max_answer_chars``: answers longer than this are rejected before ``score`` sees them.
-    - ``eval_share``: the share of problems held out for evaluation (``problem_split``).
+    - ``eval_share``: the share of problems held out for evaluation (``problem_split``); None
+      when the problems are a fixed set that seeds index (e.g. loaded rows), split by seed only.
     """
 
     name: ClassVar[str] = ""
@@ -129,7 +130,7 @@ class Environment:
     answer_format: ClassVar[str] = "the final answer"
     allow_boxed: ClassVar[bool] = False
     max_answer_chars: ClassVar[int] = answers.MAX_ANSWER_CHARS
-    eval_share: ClassVar[float] = EVAL_SHARE
+    eval_share: ClassVar[float | None] = EVAL_SHARE
 
     # --- the four routines an author writes -------------------------------------------------
     def generate(self, rng: random.Random, difficulty: float) -> dict:
@@ -174,13 +175,13 @@ class Environment:
             raise TypeError(f"seed must be an integer, got {seed!r}")
         difficulty = check_difficulty(difficulty)
         split = seed_split(seed)
-        for attempt in range(MAX_SPLIT_DRAWS):
+        for attempt in range(MAX_SPLIT_DRAWS if self.eval_share is not None else 1):
             rng = self.rng_for(seed) if attempt == 0 else random.Random(stable_hash(self.name, seed, "redraw", attempt))
             # instances must be plain JSON data; the contract battery (envs/checks.py) proves it per
             # environment, so the hot path does not pay for a JSON round trip on every sample
             data = self.generate(rng, difficulty)
             prompt = self.render(data)
-            if problem_split(self.name, prompt, self.eval_share) == split:
+            if self.eval_share is None or problem_split(self.name, prompt, self.eval_share) == split:
                 return Instance(env=self.name, seed=seed, difficulty=difficulty, prompt=prompt,
                                 reference=self.solve(data), data=data)
         raise SplitUnavailable(f"{self.name} at difficulty {difficulty:g}: no {split}-split problem in "

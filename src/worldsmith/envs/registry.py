@@ -1,28 +1,33 @@
-"""The environment registry: names to classes, duplicates rejected, close names suggested."""
+"""The environment registry: names to classes, families of names such as ``rg:`` and ``game:``.
+
+Both tables are ``worldsmith.registry.Registry`` objects whose built-ins are listed here: the seed
+environments, the reasoning-gym family ``rg:`` and the vulnerability-game family ``game:``
+(each module is imported on the first lookup). Duplicates are rejected and an unknown name is one
+line that suggests close names.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from worldsmith.envs.contract import Environment
+from worldsmith.registry import Registry, UnknownName
 
 TYPE_CHECKING = False  # typing stays out of the import: sandboxed programs import the contract in every run
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TypeVar
 
-if TYPE_CHECKING:
     E = TypeVar("E", bound=type[Environment])
 
-_REGISTRY: dict[str, type[Environment]] = {}
-#: Prefix resolvers for families of environments named ``prefix:rest`` (e.g. ``rg:gcd``).
-_FAMILIES: dict[str, Callable[[str], Environment]] = {}
 
-
-class UnknownEnvironment(KeyError):
+class UnknownEnvironment(UnknownName):
     """Raised for a name no environment is registered under; the message is one line."""
 
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
+
+#: Environment classes by ``Environment.name``.
+ENVIRONMENTS = Registry("environment", builtins=("worldsmith.envs.seeds",), error=UnknownEnvironment, suggest=True)
+#: Resolvers of the families of names ``prefix:rest``: ``resolver(rest) -> Environment``.
+FAMILIES = Registry("environment family", builtins=("worldsmith.envs.gym", "worldsmith.audit.games"),
+                    error=UnknownEnvironment)
 
 
 def register(cls: E) -> E:
@@ -32,56 +37,31 @@ def register(cls: E) -> E:
     name = cls.name
     if not name or not isinstance(name, str) or ":" in name:
         raise ValueError(f"{cls.__name__}.name must be a non-empty string without ':', got {name!r}")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"environment {name!r} is already registered by {_REGISTRY[name].__qualname__}")
-    _REGISTRY[name] = cls
+    ENVIRONMENTS.add(name, cls)
     return cls
 
 
 def unregister(name: str) -> None:
     """Remove ``name`` from the registry (e.g. a temporary environment in a test)."""
-    _REGISTRY.pop(name, None)
+    ENVIRONMENTS.remove(name)
 
 
 def register_family(prefix: str, resolver: Callable[[str], Environment]) -> None:
-    """Resolve every name ``prefix:rest`` with ``resolver(rest)``."""
-    if prefix in _FAMILIES:
-        raise ValueError(f"environment family {prefix!r} is already registered")
-    _FAMILIES[prefix] = resolver
+    """Resolve every name ``prefix:rest`` with ``resolver(rest)`` (a prefix taken by another
+    resolver raises ValueError)."""
+    FAMILIES.add(prefix, resolver)
 
 
 def names() -> list[str]:
     """Names of the registered environments, sorted (families such as ``rg:*`` not expanded)."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return ENVIRONMENTS.names()
 
 
 def get(name: str) -> Environment:
-    """A fresh instance of the environment registered as ``name``."""
-    _load_builtins()
-    if not isinstance(name, str):
-        raise UnknownEnvironment(f"environment name must be text, got {name!r}")
-    if name in _REGISTRY:
-        return _REGISTRY[name]()
-    prefix, sep, rest = name.partition(":")
-    if sep and prefix in _FAMILIES:
-        return _FAMILIES[prefix](rest)
-    close = [n for n in sorted(_REGISTRY) if name and name in n]
-    import difflib
-
-    close += [n for n in difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5) if n not in close]
-    close = close[:3]
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_REGISTRY))}"
-    raise UnknownEnvironment(f"unknown environment {name!r}{hint}")
-
-
-_loaded = False
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import worldsmith.envs.gym  # noqa: F401  (registers the rg: family; reasoning-gym loads lazily)
-    import worldsmith.envs.seeds  # noqa: F401  (registers the seed environments)
+    """A fresh instance of the environment registered as ``name``, or of a family member."""
+    if isinstance(name, str) and name in ENVIRONMENTS:
+        return ENVIRONMENTS.get(name)()
+    prefix, sep, rest = name.partition(":") if isinstance(name, str) else ("", "", "")
+    if sep and prefix in FAMILIES:
+        return FAMILIES.get(prefix)(rest)
+    raise UnknownEnvironment(ENVIRONMENTS.unknown(name))

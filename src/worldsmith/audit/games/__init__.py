@@ -1,6 +1,6 @@
 """The four vulnerability games (specs/judges-memory-audit-cso.md §2), each with a secure twin.
 
-Importing this package registers the environment family ``game:`` in the environment registry:
+The environment registry lists this package as the built-in family ``game:``:
 ``envs.get("game:tampering")`` and ``envs.get("game:tampering_secure")``. The games are not among
 ``envs.names()`` (they are loopholes on purpose, not built-in tasks). ``bind(env)`` makes the
 registry hand out one configured object (with a judge attached, or paper records loaded) instead
@@ -15,18 +15,18 @@ from worldsmith.audit.games.proxy_metric import ProxyMetricGame
 from worldsmith.audit.games.self_grading import SelfGradingGame
 from worldsmith.audit.games.tampering import TamperingGame
 from worldsmith.envs.registry import UnknownEnvironment, register_family
+from worldsmith.registry import Registry
 
-GAMES: dict[str, type[GameEnvironment]] = {
-    cls.game: cls for cls in (ComplianceGame, SelfGradingGame, ProxyMetricGame, TamperingGame)
-}
+#: The game classes by game name.
+GAMES = Registry("game", error=UnknownEnvironment)
+for _cls in (ComplianceGame, SelfGradingGame, ProxyMetricGame, TamperingGame):
+    GAMES.add(_cls.game, _cls)
 _BOUND: dict[str, GameEnvironment] = {}
 
 
 def make(game: str, secure: bool = False, **options) -> GameEnvironment:
     """A fresh game environment (``options`` go to its constructor, e.g. ``records``, ``judge``)."""
-    if game not in GAMES:
-        raise UnknownEnvironment(f"unknown game {game!r}; known: {', '.join(GAMES)}")
-    return GAMES[game](secure=secure, **options)
+    return GAMES.get(game)(secure=secure, **options)
 
 
 def bind(env: GameEnvironment) -> GameEnvironment:

@@ -48,6 +48,8 @@ class GameEnvironment(Environment):
         self.secure = secure
         self.records = records
         self.name = f"game:{self.game}{'_secure' if secure else ''}"
+        if records:  # the loaded rows are the whole problem set: seeds index them, problems are not split
+            self.eval_share = None
 
     # --- what a game implements ----------------------------------------------------------------
     def synthetic(self, rng, difficulty: float) -> dict:
