@@ -201,8 +201,9 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
 def quickstart_config(seed: int = 0) -> RunConfig:
     """The embedded default run: the tiny model on the easiest arithmetic, SFT then GRPO.
 
-    At difficulty 0 ``arithmetic_chain`` has 162 distinct problems, so held-out seeds measure how
-    reliably the policy solves its training distribution, not generalisation to unseen problems.
+    Training and evaluation problems are disjoint (``problem_split``), so the evaluation is on
+    unseen problems; at difficulty 0 ``arithmetic_chain`` has 162 distinct problems, of which only
+    about 40 are evaluation problems (docs/learning.md).
     """
     from worldsmith.configuration import build
 
