@@ -32,13 +32,13 @@ def test_atomic_writes_get_the_mode_open_would_give(tmp_path, umask):
 
 
 def test_the_files_a_run_writes_itself_have_one_mode(tmp_path):
-    """Records, config and checkpoints (the policy folders are written by the model library)."""
+    """Records, config, checkpoints and the policy folders (whose weights a library writes)."""
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "worldsmith.cli", *TRAIN, "train.steps=2", "train.checkpoint_every=1",
                            "--out", str(out)], capture_output=True, text=True, timeout=600, env=ENV, cwd=ROOT,
                           preexec_fn=lambda: os.umask(0o022))
     assert done.returncode == 0, done.stderr[-2000:]
-    modes = {str(p.relative_to(out)): oct(_mode(p)) for p in out.rglob("*")
-             if p.is_file() and not p.relative_to(out).parts[0].startswith("policy")}
-    assert {"summary.json", "metrics.jsonl", "config.yaml", "checkpoints/step_1.pt", "checkpoints/step_2.pt"} <= set(modes)
+    modes = {str(p.relative_to(out)): oct(_mode(p)) for p in out.rglob("*") if p.is_file()}
+    assert {"summary.json", "metrics.jsonl", "config.yaml", "checkpoints/step_1.pt", "checkpoints/step_2.pt",
+            "policy/model.safetensors", "policy_init/model.safetensors"} <= set(modes)
     assert set(modes.values()) == {"0o644"}, modes

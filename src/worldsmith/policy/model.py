@@ -210,6 +210,16 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def _modes_of_open(folder: Path) -> None:
+    """Give every file in ``folder`` the mode ``open()`` would (0666 less the umask): some writers
+    (safetensors) create theirs 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in folder.rglob("*"):
+        if file.is_file():
+            file.chmod(0o666 & ~umask)
+
+
 def save_policy(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -239,6 +249,7 @@ def save_policy(
             if shown:
                 hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(tmp)
+        _modes_of_open(tmp)
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(path, old)
