@@ -131,10 +131,10 @@ def test_rejected_programs_of_the_policy_get_penalty_rewards_in_the_generator_ad
         role.funnel.backend = ScriptedSolverDouble(references([GOOD], 8, 0.0))
         gen_batch, lines = role.generator_role(0, PhaseTimer())
 
-        outcomes = [(line["outcome"], line["stage"]) for line in lines]
+        outcomes = [(line.outcome, line.stage) for line in lines]
         assert outcomes == [("admitted", "admitted"), ("rejected", "L3_determinism"), ("rejected", "L5_scorer"),
                             ("rejected", "L1_parse")]
-        rewards = [line["reward"] for line in lines]
+        rewards = [line.reward for line in lines]
         q = difficulty_reward(0.5, 0.3, 0.2)
         assert rewards[0] == pytest.approx(q) and rewards[1:] == [-1.0, -0.5, -1.0]
         assert gen_batch is not None and gen_batch.rewards.tolist() == pytest.approx(rewards)
@@ -146,8 +146,8 @@ def test_rejected_programs_of_the_policy_get_penalty_rewards_in_the_generator_ad
         assert per_row.tolist() == pytest.approx(expected.tolist(), abs=1e-4)
         assert per_row[1] < 0 and per_row[3] < 0 and per_row[0] > 0 and per_row[0] > per_row[2] > per_row[1]
         # the admitted program joined the pool and its instances are routed to it
-        assert list(role.admitted) == [f"synth-{lines[0]['id']}"]
-        assert archive.get(lines[0]["id"]).status == "admitted"
+        assert list(role.admitted) == [f"synth-{lines[0].id}"]
+        assert archive.get(lines[0].id).status == "admitted"
 
         # one update with both roles moves the policy toward the admitted program, away from garbage
         rows = gen_batch.rollouts
@@ -407,10 +407,10 @@ def test_admitted_programs_can_start_at_the_difficulty_nearest_the_band(tmp_path
         role.proposer.files = [p for p in role.proposer.files if p.stem == GOOD]
         role.funnel.backend = role.backend = ScriptedSolverDouble(references([GOOD], 8, 0.5))
         _, lines = role.generator_role(0, PhaseTimer())
-    start = lines[0]["start_difficulty"]
-    assert lines[0]["outcome"] == "admitted"
+    start = lines[0].start_difficulty
+    assert lines[0].outcome == "admitted"
     assert start["pass_rates"] == {"0.0": 0.0, "0.5": 0.5, "1.0": 0.0} and start["difficulty"] == 0.5
-    assert trainer.pool.difficulties()[f"synth-{lines[0]['id']}"] == 0.5
+    assert trainer.pool.difficulties()[f"synth-{lines[0].id}"] == 0.5
 
 
 def test_a_generator_group_with_one_reward_adds_no_generator_loss(tmp_path):

@@ -17,7 +17,7 @@ from worldsmith.envs.seeds import SEED_MODULES
 from worldsmith.policy.backend import Rollouts, SamplingParams
 from worldsmith.synth.archive import Archive
 from worldsmith.synth.calibrate import calibration_seeds, difficulty_reward
-from worldsmith.synth.funnel import Funnel, FunnelConfig, GeneratorRewards, generator_reward
+from worldsmith.synth.funnel import Funnel, FunnelConfig, FunnelRecord, GeneratorRewards, generator_reward
 from worldsmith.synth.gates import GateConfig, validate
 from worldsmith.synth.proposers import Proposal, seed_exemplars
 from worldsmith.synth.review import ReviewConfig
@@ -113,11 +113,11 @@ def test_a_near_duplicate_of_a_seed_is_rejected_by_the_novelty_gate(tmp_path):
     funnel, archive = funnel_for(tmp_path, references_of(NEAR_DUPLICATE))
     with archive:
         line = funnel.judge(0, Proposal(NEAR_DUPLICATE, "test"))
-        assert line["calibration"]["admitted_band"]  # only novelty stands in its way
-        assert line["outcome"] == "rejected" and line["stage"] == "novelty"
-        assert line["novelty"]["nearest_id"] == "seed:gcd_euclid" and line["novelty"]["similarity"] >= 0.80
-        assert line["reason"].startswith("not novel") and line["reward"] == 0.0
-        assert archive.get(line["id"]).status == "rejected"
+        assert line.calibration["admitted_band"]  # only novelty stands in its way
+        assert line.outcome == "rejected" and line.stage == "novelty"
+        assert line.novelty["nearest_id"] == "seed:gcd_euclid" and line.novelty["similarity"] >= 0.80
+        assert line.reason.startswith("not novel") and line.reward == 0.0
+        assert archive.get(line.id).status == "rejected"
 
 
 def test_novelty_compares_admitted_programs_and_measures_the_batch(tmp_path):
@@ -126,13 +126,13 @@ def test_novelty_compares_admitted_programs_and_measures_the_batch(tmp_path):
     funnel = Funnel(archive, ReferenceSolverDouble(references_of(SEEDS["gcd_euclid"], NEAR_DUPLICATE)), cfg)
     with archive:
         first, second = funnel.judge_batch(0, [Proposal(SEEDS["gcd_euclid"], "test"), Proposal(NEAR_DUPLICATE, "test")])
-        assert first["outcome"] == "admitted"  # no seeds to compare with here
-        assert first["reward"] == pytest.approx(difficulty_reward(0.5) + first["novelty"]["bonus"])
-        assert second["outcome"] == "rejected" and second["stage"] == "novelty"
-        assert second["novelty"]["nearest_id"] == str(first["id"]) and second["novelty"]["similarity"] >= 0.80
+        assert first.outcome == "admitted"  # no seeds to compare with here
+        assert first.reward == pytest.approx(difficulty_reward(0.5) + first.novelty["bonus"])
+        assert second.outcome == "rejected" and second.stage == "novelty"
+        assert second.novelty["nearest_id"] == str(first.id) and second.novelty["similarity"] >= 0.80
         # the batch's repetitiveness s̄ over both programs switches the bonus weight fully on
-        assert first["novelty"]["batch_similarity"] >= 0.80 and first["novelty"]["gamma"] == 5.0
-        assert first["novelty"]["bonus"] == pytest.approx(5.0 * first["novelty"]["score"] / 2)
+        assert first.novelty["batch_similarity"] >= 0.80 and first.novelty["gamma"] == 5.0
+        assert first.novelty["bonus"] == pytest.approx(5.0 * first.novelty["score"] / 2)
 
 
 def test_self_review_gates_after_l5_and_is_never_rewarded(tmp_path):
@@ -141,9 +141,9 @@ def test_self_review_gates_after_l5_and_is_never_rewarded(tmp_path):
     funnel, archive = funnel_for(tmp_path, references_of(source), reviewer=reviewer, review=True)
     with archive:
         line = funnel.judge(0, Proposal(source, "test"))
-        assert line["outcome"] == "rejected" and line["stage"] == "review"
-        assert line["reason"].startswith("review") and "algorithm" in line["reason"]
-        assert line["calibration"] is None and line["reward"] == 0.0
+        assert line.outcome == "rejected" and line.stage == "review"
+        assert line.reason.startswith("review") and "algorithm" in line.reason
+        assert line.calibration is None and line.reward == 0.0
         assert len(reviewer.prompts) == 3 and all(source in p for p in reviewer.prompts)
         assert reviewer.params[0].temperature == 0.6
         assert funnel.counts["passed_L5"] == 1 and funnel.counts["passed_review"] == 0
@@ -151,7 +151,7 @@ def test_self_review_gates_after_l5_and_is_never_rewarded(tmp_path):
     funnel, archive = funnel_for(tmp_path / "b", references_of(source), reviewer=all_accept, review=True, seeds=())
     with archive:
         line = funnel.judge(0, Proposal(source, "test"))
-        assert line["outcome"] == "admitted" and line["review"]["passed"]
+        assert line.outcome == "admitted" and line.review["passed"]
         assert funnel.counts["passed_review"] == 1
 
 
@@ -170,6 +170,7 @@ def test_self_review_gates_after_l5_and_is_never_rewarded(tmp_path):
     ({"outcome": "duplicate", "stage": "admitted", "archived_reason": "funnel: gates passed"}, 0.0),
 ])
 def test_generator_reward_table(line, expected):
+    line = FunnelRecord(0, "test", "test", None, **line)
     assert generator_reward(line, GeneratorRewards()) == pytest.approx(expected)
     custom = GeneratorRewards(gate_failure=-2.0, scorer_failure=-0.75)
     if expected in (-1.0, -0.5):

@@ -138,8 +138,10 @@ def summarise(records: Iterable[EvalRecord | Mapping], k: int | None = None) -> 
 
 def step_validity(env, instance, response: str) -> bool | None:
     """Whether every step of ``response`` passes ``env.check_step`` in order: the non-empty lines
-    before its final answer, at least one of them. None when the environment checks no steps."""
-    if not env.has_steps():
+    before its final answer, at least one of them. None when the environment checks no steps (or is
+    not an ``Environment``, e.g. a sandboxed program)."""
+    has_steps = getattr(env, "has_steps", None)
+    if has_steps is None or not has_steps():
         return None
     body = response.rsplit("<answer>", 1)[0] if "<answer>" in response else response
     steps = [line.strip() for line in body.splitlines() if line.strip()]

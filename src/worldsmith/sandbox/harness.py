@@ -330,6 +330,8 @@ def _perform_one(task: dict, env):
                 "has_steps": bool(env.has_steps())}
     if op == "sample":
         difficulty = task.get("difficulty", 0.0)
+        if task.get("splits") is False:  # the admission gates look at the sampler itself, seed by seed
+            env.eval_share = None
         return [env.sample(seed, difficulty).to_json() for seed in task["seeds"]]
     if op == "score":
         return env.score(task["instance"], task["answer"])

@@ -29,6 +29,7 @@ import json
 import time
 import warnings
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,17 +70,56 @@ class GeneratorRewards(BaseModel):
     not_novel: float = Field(0.0, description="At or above the novelty gate τ (including exact duplicates).")
 
 
-def generator_reward(line: dict, rewards: GeneratorRewards) -> float:
-    """The generator's reward for one funnel line (its ``outcome``, ``stage`` and ``reason``)."""
-    stage, outcome = line.get("stage"), line.get("outcome")
+@dataclass
+class FunnelRecord:
+    """One proposal's way through the funnel: a line of ``funnel.jsonl`` (``to_json``).
+
+    ``outcome`` is admitted, rejected or duplicate; ``stage`` where it stopped (a gate, review,
+    calibration, novelty, admitted, or for a duplicate the archived program's status); the gates',
+    review's, calibration's and novelty's verdicts as far as it got; ``reward`` the generator's reward.
+    """
+
+    index: int
+    origin: str | None
+    proposer: str | None
+    name: str | None
+    id: int | None = None
+    gates: list[dict] | None = None
+    isolation: str | None = None
+    review: dict | None = None
+    calibration: dict | None = None
+    novelty: dict | None = None
+    outcome: str = "pending"
+    stage: str | None = None
+    reason: str = ""
+    archived_reason: str | None = None  # a duplicate: the archived program's status reason
+    crashed: bool = False  # the program crashed while sampling calibration or novelty instances
+    seconds: float = 0.0
+    reward: float | None = None
+    step: int | None = None  # the training step that proposed it (EvoEnv)
+    readmitted: bool = False  # a duplicate of an admitted program put back into the pool (EvoEnv)
+    start_difficulty: dict | None = None  # the difficulty search of an admitted program (EvoEnv)
+
+    #: fields written only when set
+    _OPTIONAL = {"archived_reason": None, "crashed": False, "step": None, "readmitted": False,
+                 "start_difficulty": None}
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        return {k: v for k, v in out.items() if not (k in self._OPTIONAL and v == self._OPTIONAL[k])}
+
+
+def generator_reward(line: FunnelRecord, rewards: GeneratorRewards) -> float:
+    """The generator's reward for one funnel record (its ``outcome``, ``stage`` and ``reason``)."""
+    stage, outcome = line.stage, line.outcome
     if outcome == "admitted":
-        cal, nov = line.get("calibration") or {}, line.get("novelty") or {}
+        cal, nov = line.calibration or {}, line.novelty or {}
         return float(cal.get("difficulty_reward") or 0.0) + float(nov.get("bonus") or 0.0)
     if outcome == "duplicate":
-        return _archived_reward(line.get("stage"), line.get("archived_reason") or "", rewards)
+        return _archived_reward(line.stage, line.archived_reason or "", rewards)
     if stage == GATE_NAMES[-1]:
         return rewards.scorer_failure
-    if stage in GATE_NAMES or line.get("crashed"):
+    if stage in GATE_NAMES or line.crashed:
         return rewards.gate_failure
     return {"review": rewards.review_reject, "calibration": rewards.out_of_band,
             "novelty": rewards.not_novel}.get(stage, rewards.gate_failure)
@@ -264,18 +304,16 @@ class Funnel:
                 out.append(item)
         return out
 
-    def reject(self, cid: int, line: dict, stage: str, reason: str, crashed: bool = False) -> dict:
+    def reject(self, cid: int, line: FunnelRecord, stage: str, reason: str, crashed: bool = False) -> FunnelRecord:
         self.archive.set_status(cid, "rejected", reason[:500])
         self.outcomes["rejected"] += 1
-        out = {**line, "outcome": "rejected", "stage": stage, "reason": reason[:500]}
-        if crashed:
-            out["crashed"] = True
-        return out
+        line.outcome, line.stage, line.reason, line.crashed = "rejected", stage, reason[:500], crashed
+        return line
 
-    def judge_batch(self, start: int, proposals: list[Proposal]) -> list[dict]:
+    def judge_batch(self, start: int, proposals: list[Proposal]) -> list[FunnelRecord]:
         """Judge a generator batch: each proposal through gates, review and calibration, then the
         survivors' novelty with the batch's repetitiveness s̄; every line gets its ``reward``."""
-        lines: list[dict] = []
+        lines: list[FunnelRecord] = []
         pending: list[tuple[int, SandboxedEnvironment]] = []
         for k, proposal in enumerate(proposals):
             line, env = self.judge_until_novelty(start + k, proposal)
@@ -287,9 +325,9 @@ class Funnel:
         for k, env in pending:
             started = time.monotonic()
             try:
-                items[k] = novelty_item(env, str(lines[k]["id"]), self.cfg.novelty)
+                items[k] = novelty_item(env, str(lines[k].id), self.cfg.novelty)
             except SandboxedEnvError as exc:
-                lines[k] = self.reject(lines[k]["id"], lines[k], "novelty", f"novelty probes failed: {exc}",
+                lines[k] = self.reject(lines[k].id, lines[k], "novelty", f"novelty probes failed: {exc}",
                                        crashed=True)
             spent[k] = time.monotonic() - started
         s_bar = (mean_pairwise_similarity(list(items.values()), self.cfg.novelty, self.embedder)
@@ -298,49 +336,48 @@ class Funnel:
             started = time.monotonic()
             if k in items:
                 lines[k] = self.judge_novelty(lines[k], items[k], s_bar, len(proposals))
-            lines[k]["seconds"] = round(lines[k].get("seconds", 0.0) + spent[k] + time.monotonic() - started, 3)
+            lines[k].seconds = round(lines[k].seconds + spent[k] + time.monotonic() - started, 3)
         for line in lines:
-            line["reward"] = generator_reward(line, self.cfg.rewards)
+            line.reward = generator_reward(line, self.cfg.rewards)
         return lines
 
-    def judge(self, index: int, proposal: Proposal) -> dict:
+    def judge(self, index: int, proposal: Proposal) -> FunnelRecord:
         """Judge one proposal on its own (a batch of one)."""
         return self.judge_batch(index, [proposal])[0]
 
-    def judge_until_novelty(self, index: int, proposal: Proposal) -> tuple[dict, SandboxedEnvironment | None]:
+    def judge_until_novelty(self, index: int, proposal: Proposal) -> tuple[FunnelRecord, SandboxedEnvironment | None]:
         """The line of a proposal decided before the novelty stage, or its line so far and the
         sandboxed environment to probe for novelty."""
         name = _name_of(proposal)
-        line: dict = {"index": index, "origin": proposal.origin, "proposer": proposal.proposer, "name": name,
-                      "id": None, "gates": None, "isolation": None, "review": None, "calibration": None,
-                      "novelty": None}
+        line = FunnelRecord(index, proposal.origin, proposal.proposer, name)
         self.counts["candidates"] += 1
         if proposal.source is None:
             self.outcomes["rejected"] += 1
-            return {**line, "outcome": "rejected", "stage": GATE_NAMES[0],
-                    "reason": f"{GATE_NAMES[0]}: no usable program in the proposal (not archived)"}, None
+            line.outcome, line.stage = "rejected", GATE_NAMES[0]
+            line.reason = f"{GATE_NAMES[0]}: no usable program in the proposal (not archived)"
+            return line, None
         cid, created = self.archive.add_or_get(proposal.source, proposal.proposer, proposal.parents, name=name)
-        line["id"] = cid
+        line.id = cid
         existing = self.archive.get(cid)
         if not created and existing.status != "candidate":
             self.counts["candidates"] -= 1
             self.outcomes["duplicate"] += 1
-            return {**line, "outcome": "duplicate", "stage": existing.status,
-                    "archived_reason": existing.status_reason or "",
-                    "reason": f"identical source already archived as {cid} ({existing.status})"}, None
+            line.outcome, line.stage, line.archived_reason = "duplicate", existing.status, existing.status_reason or ""
+            line.reason = f"identical source already archived as {cid} ({existing.status})"
+            return line, None
         started = time.monotonic()
         out, env = self._judge(cid, existing, line)
-        out["seconds"] = round(time.monotonic() - started, 3)
+        out.seconds = round(time.monotonic() - started, 3)
         return out, env
 
-    def _judge(self, cid: int, cand: Candidate, line: dict) -> tuple[dict, SandboxedEnvironment | None]:
+    def _judge(self, cid: int, cand: Candidate, line: FunnelRecord) -> tuple[FunnelRecord, SandboxedEnvironment | None]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
             verdict = validate(cand.source, self.cfg.gates, mode=self.isolation)
         self.archive.record_gates(cid, verdict.gates, verdict.isolation)
-        line["gates"] = [{"name": g.name, "passed": g.passed, "skipped": g.skipped, "reason": g.reason}
+        line.gates = [{"name": g.name, "passed": g.passed, "skipped": g.skipped, "reason": g.reason}
                          for g in verdict.gates]
-        line["isolation"] = verdict.isolation
+        line.isolation = verdict.isolation
         for gate in verdict.gates:
             if not gate.passed:
                 return self.reject(cid, line, gate.name, f"{gate.name}: {gate.reason}"), None
@@ -355,7 +392,7 @@ class Funnel:
             except SandboxedEnvError:
                 trace = None
             review = self_review(cand.source, self.reviewer, self.cfg.review, seed=self.cfg.seed, trace=trace)
-            line["review"] = review.to_json()
+            line.review = review.to_json()
             if not review.passed:
                 return self.reject(cid, line, "review", f"review: {review.reason}"), None
         self.counts["passed_review"] += 1
@@ -368,7 +405,7 @@ class Funnel:
             return self.reject(cid, line, "calibration", f"calibration failed: {exc}", crashed=True), None
         self.archive.set_calibration(cid, cal.accuracy, cal.ci_low, cal.ci_high, cal.difficulty_reward)
         k = sum(cal.passed)
-        line["calibration"] = {**cal.to_json(), "correct": k}
+        line.calibration = {**cal.to_json(), "correct": k}
         if not cal.admitted_band:
             verdict_word = "too hard" if cal.accuracy <= cal_cfg.admit_low else "too easy"
             return self.reject(cid, line, "calibration",
@@ -377,12 +414,13 @@ class Funnel:
         self.counts["calibrated_in_band"] += 1
         return line, env
 
-    def judge_novelty(self, line: dict, item: NoveltyItem, s_bar: float | None, batch_size: int) -> dict:
-        cid = line["id"]
+    def judge_novelty(self, line: FunnelRecord, item: NoveltyItem, s_bar: float | None,
+                      batch_size: int) -> FunnelRecord:
+        cid = line.id
         result = novelty(item, self.admitted_items(cid), self.cfg.novelty, embedder=self.embedder,
                          batch_similarity=s_bar, batch_size=batch_size)
         self.archive.set_novelty(cid, result.score)
-        line["novelty"] = {"score": result.score, "similarity": result.similarity, "nearest_id": result.nearest_id,
+        line.novelty = {"score": result.score, "similarity": result.similarity, "nearest_id": result.nearest_id,
                            "passed_gate": result.passed_gate, "mode": result.parts.get("mode"),
                            "bonus": result.bonus, "gamma": result.parts.get("gamma"), "batch_similarity": s_bar}
         if not result.passed_gate:
@@ -391,12 +429,13 @@ class Funnel:
                                f"(τ = {self.cfg.novelty.tau:g})")
         self.counts["novel"] += 1
         self._items[cid] = item
-        cal = line["calibration"]
+        cal = line.calibration
         self.archive.set_status(cid, "admitted", f"funnel: gates passed, â = {cal['accuracy']:.3f}, "
                                                  f"novelty {result.score:.3f}")
         self.counts["admitted"] += 1
         self.outcomes["admitted"] += 1
-        return {**line, "outcome": "admitted", "stage": "admitted", "reason": "admitted"}
+        line.outcome, line.stage, line.reason = "admitted", "admitted", "admitted"
+        return line
 
 
 def _batches(proposer: Any, cfg: FunnelConfig) -> Iterable[list[Proposal]]:
@@ -444,7 +483,7 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
         index = 0
         for batch in _batches(proposer, cfg):
             for line in funnel.judge_batch(index, batch):
-                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+                fh.write(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
             fh.flush()
             index += len(batch)
             bar.update(len(batch))
@@ -464,5 +503,5 @@ def run_funnel(proposer: Any, archive: Archive, solver_backend: Any, cfg: Funnel
     return summary
 
 
-__all__ = ["STAGES", "FunnelConfig", "GeneratorRewards", "draw_funnel", "generator_reward", "novelty_item",
+__all__ = ["STAGES", "Funnel", "FunnelConfig", "FunnelRecord", "GeneratorRewards", "draw_funnel", "generator_reward", "novelty_item",
            "reference_items", "run_funnel"]

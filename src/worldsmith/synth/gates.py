@@ -286,7 +286,8 @@ class _Candidate:
         """``sample`` of ``seeds`` at every configured difficulty in one run (after ``describe``
         when asked); returns (describe's value or None, {difficulty: checked instances})."""
         difficulties = self.config.difficulties
-        tasks = [{"op": "sample", "seeds": seeds, "difficulty": d} for d in difficulties]
+        # seed by seed, without the train/eval problem split: L4 judges how many problems there are
+        tasks = [{"op": "sample", "seeds": seeds, "difficulty": d, "splits": False} for d in difficulties]
         if describe:
             tasks.insert(0, {"op": "describe"})
         base = self.config.limits()

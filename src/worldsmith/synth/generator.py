@@ -29,7 +29,7 @@ from worldsmith.runs import RunDir
 from worldsmith.synth.archive import Archive
 from worldsmith.synth.calibrate import find_difficulty
 from worldsmith.synth.config import ADMITTED_PREFIX
-from worldsmith.synth.funnel import STAGES, Funnel
+from worldsmith.synth.funnel import STAGES, Funnel, FunnelRecord
 from worldsmith.synth.proposers import CorpusProposer, PolicyProposer, seed_exemplars
 from worldsmith.synth.sandboxed_env import SandboxedEnvError, SandboxedEnvironment
 
@@ -80,7 +80,7 @@ class GeneratorRole(Method):
             sources.append(self.archive.get(info["id"]).source)
         return sources
 
-    def generator_role(self, step: int, timer: PhaseTimer) -> tuple[Batch | None, list[dict]]:
+    def generator_role(self, step: int, timer: PhaseTimer) -> tuple[Batch | None, list[FunnelRecord]]:
         """Propose, judge and admit; the generator's rollout batch (policy proposer) and the
         funnel lines of this step."""
         s = self.synth
@@ -99,11 +99,11 @@ class GeneratorRole(Method):
             lines = self.funnel.judge_batch(self.proposal_index, proposals)
         self.proposal_index += len(proposals)
         for line in lines:
-            line["step"] = step
+            line.step = step
             self._admit(line, step)
         with open(self.funnel_path, "a", encoding="utf-8") as fh:
             for line in lines:
-                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+                fh.write(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
         if rollouts is None or not self.trains_generator:
             return None, lines
         return self._generator_batch(rollouts, lines), lines
@@ -112,30 +112,30 @@ class GeneratorRole(Method):
         """Put an admitted program into the pool (and, when its identical source is proposed again,
         one archived as admitted after the checkpoint resumed from: only a checkpoint that carries no
         archive snapshot leaves such a program behind)."""
-        cid = line.get("id")
+        cid = line.id
         if cid is None or cid in {info["id"] for info in self.admitted.values()}:
             return
-        if line["outcome"] == "duplicate":
+        if line.outcome == "duplicate":
             cand = self.archive.get(cid)
             if cand.status != "admitted":
                 return
-            line["reward"] = float(cand.difficulty_reward or 0.0)
-            line["readmitted"] = True
-        elif line["outcome"] != "admitted":
+            line.reward = float(cand.difficulty_reward or 0.0)
+            line.readmitted = True
+        elif line.outcome != "admitted":
             return
         admitted = self._rebuild(cid)
         if admitted is None:
             return
         difficulty = self.synth.funnel.calibration.difficulty
-        if self.synth.admitted_difficulty == "search" and line["outcome"] == "admitted":
+        if self.synth.admitted_difficulty == "search" and line.outcome == "admitted":
             try:
                 found = find_difficulty(admitted.inner, self.backend, seed=self.synth.funnel.seed,
                                         cfg=self.synth.funnel.calibration)
                 difficulty = found.difficulty
-                line["start_difficulty"] = {"difficulty": found.difficulty, "distance": found.distance,
+                line.start_difficulty = {"difficulty": found.difficulty, "distance": found.distance,
                                             "pass_rates": {str(d): c.accuracy for d, c in found.table.items()}}
             except SandboxedEnvError as exc:
-                line["start_difficulty"] = {"difficulty": difficulty, "error": str(exc)[:300]}
+                line.start_difficulty = {"difficulty": difficulty, "error": str(exc)[:300]}
         entry = PoolEntry(name=f"{ADMITTED_PREFIX}{cid}", difficulty=difficulty, adaptive=self.synth.admitted_adaptive,
                           band=self.synth.admitted_band)
         if len(self.admitted) >= self.synth.max_admitted:
@@ -144,10 +144,10 @@ class GeneratorRole(Method):
         self.pool.add(entry, admitted)
         self.admitted[entry.name] = {"id": cid, "since": step}
 
-    def _generator_batch(self, rollouts, lines: list[dict]) -> Batch:
+    def _generator_batch(self, rollouts, lines: list[FunnelRecord]) -> Batch:
         s, tr = self.synth, self.trainer
         device = tr.acc.device
-        rewards = torch.tensor([float(line["reward"]) for line in lines], dtype=torch.float32, device=device)
+        rewards = torch.tensor([float(line.reward) for line in lines], dtype=torch.float32, device=device)
         group_ids = torch.arange(s.prompts_per_step, device=device).repeat_interleave(s.group_size)
         mask = rollouts.completion_mask
         if plain_sampling(self.proposer.params) and tr.logp_temperature() == 1.0:
@@ -157,7 +157,7 @@ class GeneratorRole(Method):
         ref_logp = tr.logprobs(tr.ref_model, rollouts) if tr.ref_model is not None else None
         advantages = call_advantage(self.generator_advantage, rewards, mask, group_ids,
                                     self.cfg.train.advantage_cfg, old_logp=old_logp)  # (B_g*G_g, T)
-        passed = [line["outcome"] == "admitted" for line in lines]
+        passed = [line.outcome == "admitted" for line in lines]
         return Batch([], rollouts, rewards, passed, group_ids, advantages, old_logp, ref_logp)
 
     # --- pool upkeep ---------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ class GeneratorRole(Method):
     # --- one step: the plug-in's hooks -------------------------------------------------------------
     def before_collect(self, step: int, timer: PhaseTimer) -> None:
         """The generator role, before the solver batch (so new admissions are already in the pool)."""
-        self._generated: tuple[Batch | None, list[dict]] = (None, [])
+        self._generated: tuple[Batch | None, list[FunnelRecord]] = (None, [])
         if step % self.synth.every == 0:
             self._generated = self.generator_role(step, timer)
 
@@ -313,46 +313,46 @@ def novelty_embedder(mode: str):
 
 
 # --- diagnostics --------------------------------------------------------------------------------------
-def synth_metrics(lines: list[dict], totals: Mapping[str, int], pool: EnvPool, admitted: int, m: int) -> dict:
+def synth_metrics(lines: list[FunnelRecord], totals: Mapping[str, int], pool: EnvPool, admitted: int, m: int) -> dict:
     """The paper's diagnostics (spec §1.9) for one step: per-stage pass rates of this step's
     proposals, the â histogram, rewards, novelty similarities, pool size and cumulative counts."""
     out: dict = {"synth/proposals": len(lines), "synth/pool_size": len(pool.entries),
                  "synth/pool_admitted": admitted}
-    judged = [line for line in lines if line["outcome"] != "duplicate"]
+    judged = [line for line in lines if line.outcome != "duplicate"]
     out["synth/duplicates"] = len(lines) - len(judged)
     reached = dict.fromkeys(STAGES[1:], 0)
     ahat = [0] * (m + 1)
     sims = []
     for line in judged:
-        gates = line.get("gates") or []
+        gates = line.gates or []
         for gate in gates:
             if gate["passed"]:
                 reached[f"passed_{gate['name'].split('_')[0]}"] += 1
-        if line.get("calibration") is not None:
+        if line.calibration is not None:
             reached["passed_review"] += 1
-            k = line["calibration"]["correct"]
+            k = line.calibration["correct"]
             if 0 <= k <= m:
                 ahat[k] += 1
-            if line["calibration"]["admitted_band"]:
+            if line.calibration["admitted_band"]:
                 reached["calibrated_in_band"] += 1
-        elif line.get("stage") == "calibration":  # crashed while sampling calibration instances
+        elif line.stage == "calibration":  # crashed while sampling calibration instances
             reached["passed_review"] += 1
-        if line.get("novelty") is not None:
-            sims.append(line["novelty"]["similarity"])
-            if line["novelty"]["passed_gate"]:
+        if line.novelty is not None:
+            sims.append(line.novelty["similarity"])
+            if line.novelty["passed_gate"]:
                 reached["novel"] += 1
-        if line["outcome"] == "admitted":
+        if line.outcome == "admitted":
             reached["admitted"] += 1
     for stage, count in reached.items():
         out[f"synth/rate/{stage}"] = count / len(judged) if judged else None
     out["synth/admitted"] = reached["admitted"]
     out["synth/ahat_hist"] = ahat
-    rewards = [float(line["reward"]) for line in lines if "reward" in line]
+    rewards = [float(line.reward) for line in lines if line.reward is not None]
     out["synth/gen_reward/mean"] = sum(rewards) / len(rewards) if rewards else None
     out["synth/gen_reward/penalised_fraction"] = (sum(r < 0 for r in rewards) / len(rewards)) if rewards else None
     out["synth/novelty/similarity_mean"] = sum(sims) / len(sims) if sims else None
     out["synth/novelty/similarity_max"] = max(sims) if sims else None
-    batch_sims = [line["novelty"].get("batch_similarity") for line in judged if line.get("novelty")]
+    batch_sims = [line.novelty.get("batch_similarity") for line in judged if line.novelty]
     batch_sims = [b for b in batch_sims if b is not None]
     out["synth/novelty/batch_similarity"] = batch_sims[0] if batch_sims else None
     out.update({f"synth/total/{k}": v for k, v in totals.items()})
