@@ -7,7 +7,7 @@ import pytest
 
 from worldsmith import Environment, envs
 from worldsmith.envs.checks import CHECKS, run_checks
-from worldsmith.envs.contract import split_seed, stable_hash
+from worldsmith.envs.contract import problem_id, problem_split, split_seed, stable_hash
 
 NAMES = envs.names()
 
@@ -29,8 +29,15 @@ def test_contract(name, check):
 
 def test_rng_is_seeded_from_a_stable_hash_of_name_and_seed():
     env = envs.get("arithmetic_chain")
-    expected = env.generate(random.Random(stable_hash("arithmetic_chain", 5)), 0.5)
-    assert env.sample(5, 0.5).data == expected
+    first_draws_kept = 0
+    for seed in range(5, 25):
+        # draw 0 from hash(name, seed), draw k from hash(name, seed, k); the first in the seed's split wins
+        draws = [env.generate(random.Random(stable_hash("arithmetic_chain", seed)), 0.5)]
+        draws += [env.generate(random.Random(stable_hash("arithmetic_chain", seed, k)), 0.5) for k in range(1, 40)]
+        kept = next(k for k, d in enumerate(draws) if problem_split(problem_id(env.render(d))) == envs.seed_split(seed))
+        assert env.sample(seed, 0.5).data == draws[kept]
+        first_draws_kept += kept == 0
+    assert 0 < first_draws_kept < 20
     # adjacent seeds are not adjacent streams
     assert env.sample(5, 0.5).data != env.sample(6, 0.5).data
 
@@ -90,7 +97,7 @@ def test_grade_never_raises_on_a_broken_scorer():
             return str(instance["x"])
 
         def render(self, instance):
-            return "?"
+            return f"{instance['x']}?"
 
         def score(self, instance, answer):
             return {"1": float("nan"), "2": 2.0, "3": "yes", "4": True}.get(answer) or 1 / 0

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from worldsmith.envs.answers import parse_int, split_items
-from worldsmith.envs.contract import Environment, split_seed
+from worldsmith.envs.contract import Environment, SplitExhausted, problem_split, split_seed
 
 DIFFICULTIES = (0.0, 0.5, 1.0)
 
@@ -215,6 +215,42 @@ def check_distinct(env: Environment, n: int) -> CheckResult:
     return CheckResult("distinct", ok, f"distinct instances over {n} seeds: {mid:.0%} at d=0.5, {easy:.0%} at d=0")
 
 
+def problem_ids(env: Environment, split: str, n: int, difficulty: float) -> list[str]:
+    """The problem identities of the first ``n`` seeds of ``split`` at ``difficulty``."""
+    return [env.sample(seed, difficulty).problem_id for seed in _seeds(n, split)]
+
+
+def distinct_problems(env: Environment, n: int, difficulty: float, split: str = "eval") -> int:
+    """How many distinct problems ``n`` draws of ``split`` at ``difficulty`` hold: about ``n`` on a
+    large problem space, far fewer on a small one (a difficulty whose eval split holds a few dozen
+    problems measures little)."""
+    return len(set(problem_ids(env, split, n, difficulty)))
+
+
+def check_splits(env: Environment, n: int) -> CheckResult:
+    """Train and eval seeds draw disjoint problems: at each difficulty, ``max(n, 200)`` draws of
+    each split share no problem identity and every problem belongs to its seed's split. The detail
+    gives the distinct eval problems per difficulty and names the small problem spaces (fewer
+    distinct eval problems than half the draws)."""
+    n = max(n, 200)
+    counts = []
+    for d in DIFFICULTIES:
+        try:
+            train, evals = problem_ids(env, "train", n, d), problem_ids(env, "eval", n, d)
+        except SplitExhausted as exc:
+            return CheckResult("splits", False, str(exc))
+        shared = set(train) & set(evals)
+        if shared:
+            return CheckResult("splits", False, f"d={d:g}: {len(shared)} problems drawn by both train and eval seeds")
+        strays = sum(problem_split(p) != "train" for p in train) + sum(problem_split(p) != "eval" for p in evals)
+        if strays:
+            return CheckResult("splits", False, f"d={d:g}: {strays} problems drawn by a seed of the other split")
+        distinct = len(set(evals))
+        counts.append(f"d={d:g} {distinct}" + (" (small problem space)" if distinct < n / 2 else ""))
+    return CheckResult("splits", True, f"{n} train and {n} eval draws share no problem; "
+                                       f"distinct eval problems: {', '.join(counts)}")
+
+
 def check_steps(env: Environment, n: int) -> CheckResult:
     if not env.has_steps():
         return CheckResult("steps", True, "no step checker (optional)")
@@ -242,6 +278,7 @@ CHECKS: tuple[Callable[[Environment, int], CheckResult], ...] = (
     check_no_leak,
     check_difficulty_scales,
     check_distinct,
+    check_splits,
     check_steps,
 )
 

@@ -4,6 +4,13 @@ An author writes ``generate`` (sampler), ``solve`` (oracle), ``render`` (prompt)
 (checker). The framework provides ``sample(seed, difficulty) -> Instance`` and
 ``grade(instance, response) -> Score``; ``grade`` never raises.
 
+Splits partition problems, not seeds. Every instance has a problem identity, a hash of its prompt
+(``problem_id``), and every problem belongs to one split by that hash (``problem_split``): a
+quarter of all problems (``EVAL_FRACTION``) are eval problems, the rest train problems. Every seed
+belongs to a split too (its low bit, see ``split_seed``), and ``sample`` redraws, deterministically
+from the seed, until the problem belongs to the seed's split. So no problem drawn by an eval seed
+can ever be drawn by a train seed, in any environment, at any difficulty.
+
 This module imports only the standard library: every sandboxed run of a candidate program imports
 it in a fresh process, so it must stay cheap (no torch, no transformers).
 """
@@ -25,6 +32,20 @@ if TYPE_CHECKING:
 #: Splits the framework knows; their seeds are disjoint by construction (see ``split_seed``).
 SPLITS: dict[str, int] = {"train": 0, "eval": 1}
 
+#: The share of all problems that belong to the eval split. A quarter keeps the eval split large on
+#: small problem spaces (a difficulty with 1,000 distinct problems holds about 250 unseen ones)
+#: while training keeps three quarters; it also bounds the cost of sampling: an eval seed needs
+#: 1 / 0.25 = 4 draws on average, a train seed 1 / 0.75 = 1.33. Changing it moves problems between
+#: the splits (raising it only moves train problems to eval), so results measured under different
+#: fractions are not comparable.
+EVAL_FRACTION = 0.25
+#: ``problem_split`` cuts a 16-bit bucket of the problem's hash at ``EVAL_FRACTION``.
+_SPLIT_BUCKETS = 1 << 16
+_EVAL_BUCKETS = round(EVAL_FRACTION * _SPLIT_BUCKETS)
+#: The most draws ``sample`` makes for one seed before it gives up (``SplitExhausted``). A problem
+#: space large enough to split fails an eval seed with probability 0.75 ** 100, about 3e-13.
+MAX_SPLIT_DRAWS = 100
+
 
 def stable_hash(*parts: object) -> int:
     """A 64-bit integer from the parts' text, identical across processes and Python versions.
@@ -40,7 +61,8 @@ def split_seed(split: str, index: int) -> int:
     """The seed of item ``index`` of ``split``.
 
     The low bit carries the split (train even, eval odd), so no train seed can ever equal an eval
-    seed, and the rest comes from a hash, so adjacent indices give unrelated seeds.
+    seed, and the rest comes from a hash, so adjacent indices give unrelated seeds. ``sample``
+    draws only problems of the seed's split, so the problems differ too, not just the seeds.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
@@ -48,8 +70,32 @@ def split_seed(split: str, index: int) -> int:
 
 
 def seed_split(seed: int) -> str:
-    """The split a seed produced by ``split_seed`` belongs to."""
+    """The split a seed belongs to: its low bit (every integer is a train or an eval seed)."""
     return "eval" if seed & 1 else "train"
+
+
+def problem_id(prompt: str) -> str:
+    """The identity of the problem a prompt states: 16 hex digits of a SHA-256 of the prompt with
+    whitespace runs collapsed. Seed, difficulty, environment and the instance's private data (a
+    planted solution, a generator's seed) do not enter: two instances whose prompts read the same
+    are the same problem to a model.
+
+    >>> problem_id("Start at 3 and apply in order: +4.") == problem_id("Start at 3  and apply in order: +4.\n")
+    True
+    """
+    text = " ".join(prompt.split())
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def problem_split(pid: str) -> str:
+    """The split problem ``pid`` (a ``problem_id``) belongs to: ``"eval"`` for a share
+    ``EVAL_FRACTION`` of all problems, chosen by hash, else ``"train"``."""
+    return "eval" if stable_hash("problem_split", pid) % _SPLIT_BUCKETS < _EVAL_BUCKETS else "train"
+
+
+class SplitExhausted(ValueError):
+    """``sample`` found no problem of the seed's split in ``MAX_SPLIT_DRAWS`` draws: the difficulty
+    has too few distinct problems to split."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +108,16 @@ class Instance:
     prompt: str
     reference: str
     data: dict
+
+    @property
+    def problem_id(self) -> str:
+        """The problem's identity (``problem_id`` of the prompt)."""
+        return problem_id(self.prompt)
+
+    @property
+    def split(self) -> str:
+        """The split the problem belongs to (``problem_split``)."""
+        return problem_split(self.problem_id)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -127,25 +183,40 @@ class Environment:
         return cls.steps is not Environment.steps
 
     # --- provided by the framework ------------------------------------------------------------
-    def rng_for(self, seed: int) -> random.Random:
-        """The RNG ``generate`` receives for ``seed``: seeded from a stable hash of (name, seed)."""
-        return random.Random(stable_hash(self.name, seed))
+    def rng_for(self, seed: int, draw: int = 0) -> random.Random:
+        """The RNG ``generate`` receives for draw ``draw`` of ``seed``: seeded from a stable hash
+        of (name, seed), and of (name, seed, draw) for the redraws after the first."""
+        return random.Random(stable_hash(self.name, seed) if draw == 0 else stable_hash(self.name, seed, draw))
 
     def sample(self, seed: int, difficulty: float = 0.0) -> Instance:
-        """Sample the instance for (seed, difficulty); the same arguments give the same instance."""
+        """Sample the instance for (seed, difficulty); the same arguments give the same instance.
+
+        The problem belongs to the seed's split (``seed_split``): a draw whose problem belongs to
+        the other split is redrawn from ``rng_for(seed, draw)``, at most ``MAX_SPLIT_DRAWS``
+        times, then ``SplitExhausted`` is raised.
+        """
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an integer, got {seed!r}")
         difficulty = check_difficulty(difficulty)
-        # instances must be plain JSON data; the contract battery (envs/checks.py) proves it per
-        # environment, so the hot path does not pay for a JSON round trip on every sample
-        data = self.generate(self.rng_for(seed), difficulty)
-        return Instance(
-            env=self.name,
-            seed=seed,
-            difficulty=difficulty,
-            prompt=self.render(data),
-            reference=self.solve(data),
-            data=data,
+        split = seed_split(seed)
+        for draw in range(MAX_SPLIT_DRAWS):
+            # instances must be plain JSON data; the contract battery (envs/checks.py) proves it per
+            # environment, so the hot path does not pay for a JSON round trip on every sample
+            data = self.generate(self.rng_for(seed, draw), difficulty)
+            prompt = self.render(data)
+            if problem_split(problem_id(prompt)) == split:
+                return Instance(
+                    env=self.name,
+                    seed=seed,
+                    difficulty=difficulty,
+                    prompt=prompt,
+                    reference=self.solve(data),
+                    data=data,
+                )
+        raise SplitExhausted(
+            f"{self.name} at difficulty {difficulty:g}: no {split}-split problem in {MAX_SPLIT_DRAWS} draws "
+            f"of seed {seed}; this difficulty has too few distinct problems to split "
+            f"(`worldsmith envs check {self.name}` counts them)"
         )
 
     def grade(self, instance: Instance | dict, response: object) -> Score:
