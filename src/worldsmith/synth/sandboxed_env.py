@@ -146,8 +146,8 @@ class SandboxedEnvironment:
         # the framework's ``sample`` in the sandbox keeps each seed to its split's problems; a
         # program that replaced it could not be trusted to, so the split is checked here
         if inst.split != seed_split(seed):
-            raise SandboxedEnvError(f"{self.name}: seed {seed} d={difficulty:g}: drew a problem of the "
-                                    f"{inst.split} split for a {seed_split(seed)} seed")
+            raise SandboxedEnvError(f"{self.name}: seed {seed} d={difficulty:g}: drew a {inst.split}-split "
+                                    f"problem for a seed of the {seed_split(seed)} split")
         return inst
 
     def sample_grid(self, seeds: Sequence[int], difficulties: Sequence[float]) -> dict[float, list[Instance]]:
