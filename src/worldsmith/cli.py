@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=cmd_quickstart)
 
+    from worldsmith import base_cli  # noqa: F401  (registers `worldsmith base`)
     for add_command in COMMANDS.values():  # the other sub-commands (worldsmith.commands)
         add_command(sub)
     return parser
