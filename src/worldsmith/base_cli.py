@@ -1,4 +1,4 @@
-"""`worldsmith base build | list | show`: the cached base policies (``worldsmith.base``).
+"""`worldsmith base build|list|show`, added to the main parser.
 
 The sub-command is registered in ``worldsmith.commands.COMMANDS``; this module imports nothing
 heavy, so `worldsmith --help` stays fast.
@@ -13,86 +13,118 @@ from worldsmith import commands
 from worldsmith.commands import UsageError
 
 
-def _config(args: argparse.Namespace):
-    from worldsmith import configuration
-    from worldsmith.base import BaseConfig, BaseError, resolve
+def _split_config(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """(YAML path or None, overrides): a lone ``key=value`` in the CONFIG place is an override."""
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
+        config, overrides = None, [args.config, *overrides]
+    return config, overrides
 
-    if args.config and "=" in args.config and not args.config.endswith((".yaml", ".yml")):
-        args.overrides, args.config = [args.config, *args.overrides], None  # only overrides of the preset
+
+def cmd_base_build(args: argparse.Namespace) -> int:
+    from worldsmith.base import build_base, load_config
+    from worldsmith.configuration import ConfigError
+
+    config, overrides = _split_config(args)
     try:
-        if args.config:
-            return configuration.load(BaseConfig, args.config, args.overrides)
-        cfg = resolve(args.preset)
-        if args.overrides:
-            return configuration.build(BaseConfig, configuration.apply_overrides(cfg.model_dump(mode="json"),
-                                                                                 args.overrides))
-        return cfg
-    except BaseError as exc:
-        raise UsageError(str(exc)) from None
-    except configuration.ConfigError as exc:
+        cfg = load_config(args.preset, config, overrides)
+    except ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    import torch
-
-    from worldsmith.base import BaseError, base_policy
-
-    cfg = _config(args)
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
+    source = args.preset if config is None and not overrides else f"{args.preset}+{'file' if config else 'set'}"
     try:
-        _, _, folder = base_policy(cfg, progress=not args.no_progress)
-    except BaseError as exc:
-        raise UsageError(str(exc)) from None
-    record = json.loads((folder / "base.json").read_text())
-    print(json.dumps({"hash": record["hash"], "folder": str(folder), "parameters": record["parameters"],
-                      "build_seconds": record["build_seconds"], "eval": record["eval"]}))
+        base = build_base(cfg, progress=True, source=source)
+    except ConfigError as exc:
+        raise UsageError(f"config: {exc}") from None
+    info = base.info
+    word = "reused" if base.reused else "built"
+    print(f"base {info['hash']} {word}: {info['params']:,} parameters, eval-split greedy accuracy "
+          f"{info['eval']['eval_greedy']:.3f} (train split {info['eval']['train_greedy']:.3f})")
+    print(f"path: {base.path}")
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from worldsmith.base import cache_root, list_bases
+def _params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
-    records = list_bases()
+
+def cmd_base_list(args: argparse.Namespace) -> int:
+    from worldsmith.base import bases_dir, list_bases
+
+    bases = list_bases()
     if args.json:
-        print(json.dumps(records))
+        print(json.dumps([{k: i.get(k) for k in ("hash", "source", "params", "built_at", "build_seconds")}
+                          | {"eval_greedy": i.get("eval", {}).get("eval_greedy")} for i in bases]))
         return 0
-    if not records:
-        print(f"no base built yet (cache: {cache_root() / 'base'}); `worldsmith base build` builds one")
+    if not bases:
+        print(f"no bases in {bases_dir()}; build one with `worldsmith base build`")
         return 0
-    print(f"{'hash':<18}{'params':>10}{'built at':>22}{'build s':>9}  held-out greedy accuracy")
-    for r in records:
-        acc = " ".join(f"{k}={v['greedy']:.2f}" for k, v in r.get("eval", {}).items() if v.get("greedy") is not None)
-        print(f"{r['hash']:<18}{r['parameters']:>10,}{r['built_at']:>22}{r['build_seconds']:>9}  {acc}")
+    header = ("hash", "preset", "params", "built at", "build s", "eval acc")
+    rows = [(i["hash"], str(i.get("source", "?")), _params(i.get("params", 0)),
+             str(i.get("built_at", "?")).replace("T", " ")[:19], f"{i.get('build_seconds', 0):.0f}",
+             f"{i.get('eval', {}).get('eval_greedy', float('nan')):.3f}") for i in bases]
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"\n{len(rows)} base(s) in {bases_dir()}")
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from worldsmith.base import BaseError, find_base
+def cmd_base_show(args: argparse.Namespace) -> int:
+    from worldsmith.base import UnknownBase, find_base
 
     try:
-        record = find_base(args.hash)
-    except BaseError as exc:
+        path, info = find_base(args.hash)
+    except UnknownBase as exc:
         raise UsageError(str(exc)) from None
-    print(json.dumps(record, indent=2))
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    import yaml
+
+    sft, ev = info.get("sft", {}), info.get("eval", {})
+    print(f"base         {info['hash']}  ({info.get('source', '?')}, recipe {info.get('recipe_version', '?')})")
+    print(f"path         {path}")
+    print(f"built at     {info.get('built_at', '?')} in {info.get('build_seconds', 0):.0f} s "
+          f"({info.get('device', '?')}, {info.get('threads', '?')} threads)")
+    print(f"parameters   {info.get('params', 0):,}   vocabulary {info.get('vocab_size', '?')}")
+    print(f"sft          {sft.get('steps', '?')} steps, {sft.get('tokens', 0):,} completion tokens, "
+          f"loss {sft.get('first_loss', float('nan')):.3f} -> {sft.get('final_loss', float('nan')):.3f}")
+    curve = sft.get("loss_curve") or []
+    if curve:
+        picks = [curve[round(k * (len(curve) - 1) / 5)] for k in range(6)]
+        print("loss curve   " + "  ".join(f"{s}:{v:.3f}" for s, v in picks))
+    print(f"\ngreedy accuracy ({ev.get('instances', '?')} instances per split, "
+          f"{ev.get('max_new_tokens', '?')} new tokens at most)")
+    print(f"{'environment':<20}{'difficulty':>11}{'train':>8}{'eval':>8}")
+    for t in ev.get("tasks", []):
+        print(f"{t['env']:<20}{t['difficulty']:>11g}{t['train_greedy']:>8.3f}{t['eval_greedy']:>8.3f}")
+    print(f"{'mean':<31}{ev.get('train_greedy', float('nan')):>8.3f}{ev.get('eval_greedy', float('nan')):>8.3f}")
+    print("\nconfig:")
+    print("  " + yaml.safe_dump(info.get("config", {}), sort_keys=False).rstrip().replace("\n", "\n  "))
     return 0
 
 
 @commands.register_command("base")
 def register(sub) -> None:
-    base_p = sub.add_parser("base", help="build, list and show the cached base policies")
-    base_sub = base_p.add_subparsers(dest="base_command", required=True, parser_class=commands.Parser)
-    p = base_sub.add_parser("build", help="build a base (or say where it is cached)")
-    p.add_argument("config", nargs="?", help="a BaseConfig YAML (default: the --preset)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. examples=20000")
-    p.add_argument("--preset", default="cpu", help="cpu (default; a few minutes on 2 cores) or gpu")
-    p.add_argument("--threads", type=commands.positive_int, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_build)
-    p = base_sub.add_parser("list", help="a table of the cached bases")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list)
-    p = base_sub.add_parser("show", help="one base's record (base.json)")
-    p.add_argument("hash", help="its hash or a unique prefix")
-    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("base", help="build, list and show cached base policies")
+    base_sub = p.add_subparsers(dest="base_command", required=True, parser_class=commands.Parser)
+
+    b = base_sub.add_parser("build", help="build the base of a recipe, or reuse the cached one")
+    b.add_argument("config", nargs="?", help="YAML laid over the preset (optional)")
+    b.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. sft.epochs=3")
+    b.add_argument("--preset", default="cpu", help="cpu (default; minutes on 2 cores) or gpu (a larger base)")
+    b.add_argument("--threads", type=commands.positive_int, default=None, help="torch CPU threads")
+    b.set_defaults(func=cmd_base_build)
+
+    b = base_sub.add_parser("list", help="a table of the cached bases")
+    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b.set_defaults(func=cmd_base_list)
+
+    b = base_sub.add_parser("show", help="one base's base.json, readable")
+    b.add_argument("hash", help="its hash, or the start of it")
+    b.add_argument("--json", action="store_true", help="print base.json as it is")
+    b.set_defaults(func=cmd_base_show)

@@ -32,11 +32,11 @@ def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
         return load_policy(saved, progress=progress)
     if cfg.model.path or cfg.model.base:
         if cfg.model.base:
-            from worldsmith.base import BaseError, base_policy
+            from worldsmith.base import base_policy
 
             try:
                 source = str(base_policy(cfg.model.base, progress=progress)[2])
-            except BaseError as exc:
+            except ConfigError as exc:
                 raise ConfigError(f"model.base: {exc}") from None
         else:
             source = cfg.model.path

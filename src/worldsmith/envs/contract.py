@@ -95,6 +95,11 @@ class Instance:
         """The problem's identity (``problem_id``): equal for equal problems, whatever the seed."""
         return problem_id(self.env, self.prompt)
 
+    @property
+    def split(self) -> str:
+        """The split the problem belongs to at the framework's ``EVAL_SHARE`` (``problem_split``)."""
+        return problem_split(self.env, self.prompt)
+
 
 @dataclass(frozen=True)
 class Score:

@@ -9,7 +9,8 @@ one ``score_many`` run. Sampled instances are kept, so ``sample`` after ``sample
 
 Trust: as in the gates (docs/synth.md), the answer is extracted on the trusted side
 (``envs.answers.extract_answer``) and only the raw ``score`` routine runs in the sandbox. Instances
-must have exactly the six ``Instance`` fields with the right types; a score counts only when it is
+must have exactly the six ``Instance`` fields with the right types, and a problem of the seed's
+split (``envs.contract.problem_split``, checked here again); a score counts only when it is
 a plain ``int``/``float`` (never ``bool`` or ``str``), finite and in [0, 1], and anything else
 scores 0 with a reason. ``grade`` and ``grade_many`` never raise; ``sample`` raises
 ``SandboxedEnvError`` when the program cannot produce a well-formed instance.
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from worldsmith.envs.answers import MAX_ANSWER_CHARS, extract_answer
-from worldsmith.envs.contract import Instance, Score, check_difficulty
+from worldsmith.envs.contract import Instance, Score, check_difficulty, seed_split
 from worldsmith.sandbox import FALLBACK_WARNING, Limits, RunResult, resolve_mode, run
 
 INSTANCE_KEYS = frozenset({"env", "seed", "difficulty", "prompt", "reference", "data"})
@@ -140,8 +141,14 @@ class SandboxedEnvironment:
         problem = instance_shape_error(item, seed, difficulty)
         if problem:
             raise SandboxedEnvError(f"{self.name}: seed {seed} d={difficulty:g}: {problem}")
-        return Instance(env=item["env"], seed=seed, difficulty=difficulty, prompt=item["prompt"],  # type: ignore[index]
+        inst = Instance(env=item["env"], seed=seed, difficulty=difficulty, prompt=item["prompt"],  # type: ignore[index]
                         reference=item["reference"], data=item["data"])  # type: ignore[index]
+        # the framework's ``sample`` in the sandbox keeps each seed to its split's problems; a
+        # program that replaced it could not be trusted to, so the split is checked here
+        if inst.split != seed_split(seed):
+            raise SandboxedEnvError(f"{self.name}: seed {seed} d={difficulty:g}: drew a {inst.split}-split "
+                                    f"problem for a seed of the {seed_split(seed)} split")
+        return inst
 
     def sample_grid(self, seeds: Sequence[int], difficulties: Sequence[float]) -> dict[float, list[Instance]]:
         """Instances of every seed at every difficulty, in one sandbox run (``describe`` joins it
