@@ -80,7 +80,7 @@ def problem_id(prompt: str) -> str:
     planted solution, a generator's seed) do not enter: two instances whose prompts read the same
     are the same problem to a model.
 
-    >>> problem_id("Start at 3 and apply in order: +4.") == problem_id("Start at 3  and apply in order: +4.\n")
+    >>> problem_id("Start at 3 and apply in order: +4.") == problem_id(" Start at 3  and apply in order: +4. ")
     True
     """
     text = " ".join(prompt.split())
