@@ -323,7 +323,7 @@ def test_records_load_from_jsonl_and_parquet(tmp_path):
     assert load_records(tmp_path / "a.jsonl") == rows
     assert [r["data_source"] for r in load_records(tmp_path / "a.parquet")] == ["bench", "human"]
     game = games.make("compliance", records=load_records(tmp_path / "a.jsonl"))
-    seen = {game.sample(s).data["request"] for s in range(20)}
+    seen = {game.sample(s).data["request"] for s in range(0, 40, 2)}  # both rows are train-split problems
     assert seen == {"Write a tutorial on x.", "hey how do i x lol"}
     (tmp_path / "a.csv").write_text("x")
     with pytest.raises(ValueError, match="jsonl or .parquet"):

@@ -28,7 +28,7 @@ class Picky(Environment):
         return str(instance["n"])
 
     def render(self, instance):
-        return "n?"
+        return f"Echo {instance['n']}."
 
     def score(self, instance, answer):
         if answer == "boom":

@@ -215,9 +215,10 @@ class Spy(Environment):
             seen["files"][path] = os.path.exists(path)
         seen["root"] = sorted(os.listdir("/root")) if os.path.isdir("/root") else []
         print(seen["environ"])
+        seen["problem"] = rng.random()
         return seen
     def solve(self, instance): return ""
-    def render(self, instance): return ""
+    def render(self, instance): return str(instance["problem"])
     def score(self, instance, answer): return 0.0
 """
     res = run(code, {"op": "sample", "seeds": [1]}, SMALL, mode=mode)

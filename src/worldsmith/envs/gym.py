@@ -5,7 +5,9 @@ Every dataset reasoning-gym registers becomes an environment named ``rg:<dataset
 - **sampling** is deterministic per (seed, difficulty): the environment's RNG (seeded from a stable
   hash of the name and the seed) draws the dataset seed, and the instance is item 0 of the dataset
   built with that seed. Datasets are built once per difficulty level and copied per sample when
-  their construction does not depend on the seed (checked, not assumed).
+  their construction does not depend on the seed (checked, not assumed). As for every environment,
+  a question of the other split than the seed's is drawn again (``Environment.sample``), so train
+  and eval seeds never share a question.
 - **difficulty** in [0, 1] is mapped onto the dataset's curriculum where reasoning-gym defines one:
   each curriculum attribute with ``n`` levels gets level ``min(n - 1, floor(difficulty * n))``, and
   the configuration covers only that level's range. Levels whose configuration reasoning-gym

@@ -1,6 +1,7 @@
 """Held-out evaluation: greedy accuracy, sampled pass@1, pass@k and maj@k per environment.
 
-Instances come from the eval split (``split_seed("eval", i)``), which no training seed can reach.
+Instances come from the eval split (``split_seed("eval", i)``): problems no training seed can
+draw, since the splits partition problems, not only seeds (``envs.contract.problem_split``).
 """
 
 from __future__ import annotations
