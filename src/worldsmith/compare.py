@@ -158,15 +158,6 @@ def seed_config(cfg, seed: int):
 # --- the folder -----------------------------------------------------------------------------------
 
 
-def _flat(data, prefix: str = "") -> dict:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict = {}
-    for key, value in data.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _spec(cfg, methods: list[str], start_name: str) -> dict:
     data = cfg.model_dump(mode="json")
     data["train"].pop("seed")  # set per seed
@@ -198,7 +189,9 @@ def _open_folder(out: pathlib.Path, cfg, methods: list[str], start_name: str) ->
     if held_start != start_name:
         raise CompareError(f"{out} holds a comparison from the start policy {held_start!r}, not {start_name!r}; "
                            "choose another --out")
-    old, new = _flat(held_config), _flat(spec["config"])
+    from worldsmith.configuration import flatten
+
+    old, new = flatten(held_config), flatten(spec["config"])
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             raise CompareError(f"{out} holds a comparison of another config ({key} = {old.get(key)!r}, not "

@@ -107,3 +107,13 @@ def load(model: type[M], path: str | pathlib.Path | None, overrides: list[str] =
 def dump(config: BaseModel, path: str | pathlib.Path) -> None:
     """Write the resolved config, every field included, as YAML."""
     pathlib.Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def flatten(data, prefix: str = "") -> dict:
+    """A nested mapping as ``{"dotted.key": value}`` (the keys ``key.sub=value`` overrides use)."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict = {}
+    for key, value in data.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from worldsmith.configuration import ConfigError, dump
+from worldsmith.configuration import ConfigError, dump, flatten
 from worldsmith.eval.runner import evaluate
 from worldsmith.policy.hf_backend import HFBackend
 from worldsmith.policy.model import build_tiny_model, load_policy, save_policy
@@ -118,15 +118,6 @@ def _start_over(run: RunDir) -> None:
         (run.root / extra).unlink(missing_ok=True)
 
 
-def _flat(data, prefix: str = "") -> dict:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict = {}
-    for key, value in data.items():
-        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _same_model(cfg: RunConfig, saved_path: pathlib.Path) -> None:
     """Refuse to resume a run whose policy was built from another ``model`` section (the saved
     weights would not be the configured model)."""
@@ -136,7 +127,7 @@ def _same_model(cfg: RunConfig, saved_path: pathlib.Path) -> None:
         saved = (yaml.safe_load(saved_path.read_text()) or {}).get("model") or {}
     except (yaml.YAMLError, AttributeError):
         raise FileExistsError(f"{saved_path}: not a readable run config; cannot resume this folder") from None
-    old, new = _flat(saved), _flat(cfg.model.model_dump(mode="json"))
+    old, new = flatten(saved), flatten(cfg.model.model_dump(mode="json"))
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             raise FileExistsError(f"--resume: the run in {saved_path.parent} was built with model.{key} = "
