@@ -52,13 +52,14 @@ class Registry:
 
         return add
 
-    def add(self, name: str, obj: object, *, replace: bool = False) -> None:
-        """Add ``obj`` under ``name``; a name taken by another object raises ValueError unless ``replace``."""
+    def add(self, name: str, obj: object, *, same_ok: bool = False) -> None:
+        """Add ``obj`` under ``name``; a name already taken raises ValueError (unless ``same_ok`` and
+        it is taken by ``obj`` itself, e.g. a module imported twice)."""
         self._check_name(name)
         if not callable(obj) and not hasattr(obj, "__dict__"):
             raise TypeError(f"{self.kind} {name!r} must be a function, class or object, got {obj!r}")
         taken = self._table.get(name)
-        if taken is not None and taken is not obj and not replace:
+        if taken is not None and not (same_ok and taken is obj):
             owner = getattr(taken, "__qualname__", type(taken).__qualname__)
             raise ValueError(f"{self.kind} {name!r} is already registered by {owner}")
         self._table[name] = obj

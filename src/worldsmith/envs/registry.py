@@ -37,7 +37,7 @@ def register(cls: E) -> E:
     name = cls.name
     if not name or not isinstance(name, str) or ":" in name:
         raise ValueError(f"{cls.__name__}.name must be a non-empty string without ':', got {name!r}")
-    ENVIRONMENTS.add(name, cls)
+    ENVIRONMENTS.add(name, cls, same_ok=True)
     return cls
 
 
