@@ -235,11 +235,11 @@ class MSSR(Method):
         self.tracker = BetaTracker(self.cfg.train.mssr)
         self.wants_hidden = self.cfg.train.mssr.entropy_mode == "full_distribution"
 
-    def keys(self, ctx_instances) -> list[str]:
+    def keys(self, instances) -> list[str]:
         """The tracker's key of each row: its prompt (environment/seed) or its environment."""
         if self.cfg.train.mssr.key == "environment":
-            return [inst.env for inst in ctx_instances]
-        return [f"{inst.env}/{inst.seed}" for inst in ctx_instances]
+            return [inst.env for inst in instances]
+        return [f"{inst.env}/{inst.seed}" for inst in instances]
 
     def before_fit(self) -> dict:
         m = self.cfg.train.mssr
