@@ -263,6 +263,7 @@ def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progr
     from worldsmith.report.plots import plot_training
     from worldsmith.rl.trainer import Trainer
     from worldsmith.runs import RunDir
+    from worldsmith.tracking import attach
 
     mcfg = method_config(cfg, method, seed)
     run = RunDir(out / "runs" / f"{method}-s{seed}")
@@ -274,6 +275,7 @@ def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progr
     model, tokenizer = load_policy(init, lora=mcfg.model.lora, progress=False)
     ref = load_policy(init, progress=False)[0] if mcfg.train.loss_cfg.kl_coef > 0 else None
     dump(mcfg, run.root / "config.yaml")
+    attach(run, mcfg, group=mcfg.tracking.group or out.resolve().name)  # report_to trackers, one run each
     trainer = Trainer(mcfg, model, tokenizer, ref_model=ref)
     resumed_from = trainer.step_index if trainer.resume(run) else None
     if resumed_from is not None:

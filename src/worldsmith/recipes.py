@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from worldsmith import tracking
 from worldsmith.configuration import ConfigError, dump, flatten
 from worldsmith.eval.runner import evaluate
 from worldsmith.policy.hf_backend import HFBackend
@@ -93,6 +94,7 @@ def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
     if resume and run.latest_checkpoint() is None:
         _start_over(run)
     dump(cfg, run.root / "config.yaml")
+    tracking.attach(run, cfg)  # report_to: trackers get each metrics row (started by the first one)
     return run
 
 

@@ -14,6 +14,7 @@ from worldsmith.rl.g2rl import G2RLConfig
 from worldsmith.rl.losses import LossConfig
 from worldsmith.rl.mssr import MSSRConfig
 from worldsmith.rl.pool import PoolEntry
+from worldsmith.tracking import TrackingSection
 
 
 class ModelSection(Strict):
@@ -120,6 +121,27 @@ class RunConfig(Strict):
     optim: OptimSection = Field(default_factory=OptimSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    report_to: list[str] = Field(default_factory=list, description=(
+        "Experiment trackers that get every metrics row beside metrics.jsonl: tensorboard, wandb, "
+        "trackio, mlflow (docs/tracking.md)."))
+    tracking: TrackingSection = Field(default_factory=TrackingSection, description=(
+        "Project, run name and group of the run in the report_to trackers."))
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers(cls, names: list[str]) -> list[str]:
+        from worldsmith.tracking import check_available
+
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is named twice")
+        try:
+            check_available(names)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        except ValueError as exc:  # a missing package: its one line, without the key it already names
+            raise ValueError(str(exc).removeprefix("report_to: ")) from None
+        return names
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
