@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 
@@ -41,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     if missing("ray"):
         print("ray_scaling.py: needs ray (the ray extra); install it with .venv/bin/python -m pip install -e '.[ray]'",
-              file=os.sys.stderr)
+              file=sys.stderr)
         raise SystemExit(2)
     warnings.simplefilter("ignore", RuntimeWarning)
     n = 8 if args.quick else args.programs
