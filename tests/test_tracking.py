@@ -57,6 +57,7 @@ def test_mlflow_file_store_holds_params_metrics_and_a_finished_run(tmp_path, mon
     from mlflow.tracking import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # the tracker opts in to the file store itself
     run = tracked_run(tmp_path, "mlflow")
     where = tracking.where(run.root)["mlflow"]
     assert where["tracking_uri"] == (tmp_path / "mlruns").resolve().as_uri()
