@@ -202,6 +202,13 @@ def test_a_synth_page_has_funnel_archive_gate_reports_and_sandboxed_instances(sy
     assert "class BaseConversion" in section  # the source, escaped
 
 
+def test_without_a_sandbox_no_program_runs_and_the_page_says_why(synth_dir, no_isolation):
+    page = build_report(synth_dir, instances=2)
+    section = page.split("#1 base_conversion")[1].split("#2 ")[0]
+    assert "sample instances not shown: " in section and "unsafe-no-isolation" in section
+    assert "Sample instances at difficulty 0" not in page
+
+
 def test_an_audit_folder_page_has_the_game_curves_of_both_variants(audit_dir):
     page = build_report(audit_dir)
     assert 'data-plot="audit-curves"' in page and ">vulnerable<" in page and ">secure<" in page
@@ -253,12 +260,13 @@ def test_the_command_writes_the_page_and_says_where(audit_dir, tmp_path):
     assert 'data-plot="audit-curves"' in (tmp_path / "page.html").read_text()
 
 
-@pytest.mark.parametrize("make, fragment", [
-    (lambda p: p / "missing", "no such folder"),
-    (lambda p: p, "holds no run"),
+@pytest.mark.parametrize("make, extra, fragment", [
+    (lambda p: p / "missing", [], "no such folder"),
+    (lambda p: p, [], "holds no run"),
+    (lambda p: p, ["--samples", "-1"], "--samples: must be 0 or more, got -1"),
 ])
-def test_bad_folders_are_one_line_with_exit_2(tmp_path, make, fragment):
-    code, out, err = run_cli("report", make(tmp_path))
+def test_bad_input_is_one_line_with_exit_2(tmp_path, make, extra, fragment):
+    code, out, err = run_cli("report", make(tmp_path), *extra)
     assert code == 2 and err.count("\n") == 1 and fragment in err and err.startswith("error: report: ")
 
 

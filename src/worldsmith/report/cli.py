@@ -16,6 +16,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from worldsmith.report.html import ReportError, write_report
 
     commands.apply_isolation_flag(args)
+    for flag in ("samples", "instances"):
+        if getattr(args, flag) < 0:
+            raise UsageError(f"report: --{flag}: must be 0 or more, got {getattr(args, flag)}")
     interactive = sys.stderr.isatty()
     try:
         path = write_report(args.run_dir, args.out, samples=args.samples, instances=args.instances,
