@@ -23,6 +23,7 @@ from worldsmith.commands import (
     positive_int,
     temperature,
 )
+from worldsmith.distributed import lost_processes
 
 # --- envs -------------------------------------------------------------------------------------
 
@@ -273,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parse_with_overrides(parser, argv)
+        lost = lost_processes()
+        if lost:
+            raise UsageError(lost)
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

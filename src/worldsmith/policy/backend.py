@@ -23,6 +23,10 @@ class SamplingParams:
     top_k: int = 0  # 0 = no top-k filter
     top_p: float = 1.0  # 1.0 = no nucleus filter
     seed: int | None = None  # a torch.Generator seed for reproducible sampling
+    # one seed per prompt: each row then draws from its own stream, so its completion does not
+    # depend on the other prompts in the call or how they are batched (used by the trainer, so a
+    # run draws the same completions on any number of processes); overrides ``seed`` where supported
+    row_seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
