@@ -8,7 +8,8 @@ and a completion mask, so the trainer never needs a second pass to know how a to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -37,6 +38,12 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def for_rows(self, rows: Sequence[int]) -> SamplingParams:
+        """These params for a call that samples only ``rows`` of the prompts (their own row seeds)."""
+        if self.row_seeds is None:
+            return self
+        return replace(self, row_seeds=tuple(self.row_seeds[i] for i in rows))
 
 
 @dataclass
