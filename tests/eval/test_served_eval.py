@@ -1,7 +1,7 @@
 """`worldsmith eval --base-url`: a served model evaluated with the same metrics and JSON as a local one.
 
-The fast tests talk to ``OracleServerDouble``, a test double of an OpenAI-compatible server on
-127.0.0.1 that answers a known share of the problems correctly, so the expected accuracy is known
+The fast tests talk to ``OracleServerDouble`` (tests/oracle_server.py), a test double of an
+OpenAI-compatible server on 127.0.0.1 that answers a known share of the problems correctly, so the expected accuracy is known
 exactly. The slow test serves a saved policy with ``transformers serve`` (a real server this project
 did not write) and checks agreement with local greedy evaluation of the same weights.
 """
@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from local_server import LocalServerDouble, QuietHandler
+from oracle_server import OracleServerDouble, answers_right
 
 from worldsmith import envs
 from worldsmith.cli import main
@@ -32,48 +32,6 @@ KEY_VAR = "WORLDSMITH_TEST_SERVED_KEY"
 def _eval_instances(n: int = INSTANCES) -> list[envs.Instance]:
     env = envs.get(ENV)
     return [env.sample(envs.split_seed("eval", i), 0.0) for i in range(n)]
-
-
-def _answers_right(inst: envs.Instance) -> bool:
-    """The double's rule: right on problems with an even identity, wrong on the others."""
-    return inst.problem_id % 2 == 0
-
-
-class _OracleHandler(QuietHandler):
-    server: OracleServerDouble
-
-    def do_POST(self):  # noqa: N802  (the http.server naming)
-        body = self.read_json()
-        srv = self.server
-        with srv.lock:
-            srv.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-        if srv.key and self.headers.get("Authorization") != f"Bearer {srv.key}":
-            return self.send(401, {"error": {"message": "bad key"}})
-        if self.path == "/v1/completions":
-            prompt = body["prompt"]
-            # a worldsmith policy without a chat template reads the prompt and a newline
-            known = srv.by_prompt.get(prompt[:-1]) if prompt.endswith("\n") else None
-        elif self.path == "/v1/chat/completions":
-            known = srv.by_prompt.get(body["messages"][-1]["content"])
-        else:
-            return self.send(404, {"error": {"message": "not found"}})
-        text = "I do not know"
-        if known is not None:
-            text = f"<answer>{known.reference if _answers_right(known) else known.reference + '1'}</answer>"
-        choice = {"index": 0, "finish_reason": "stop"}
-        choice.update({"text": text} if self.path == "/v1/completions"
-                      else {"message": {"role": "assistant", "content": text}})
-        return self.send(200, {"id": "x", "object": "text_completion", "choices": [choice]})
-
-
-class OracleServerDouble(LocalServerDouble):
-    """A test double of an OpenAI-compatible server that knows the eval-split instances' references."""
-
-    def __init__(self, key: str | None = None) -> None:
-        super().__init__(_OracleHandler)
-        self.key = key
-        self.requests: list[dict] = []
-        self.by_prompt = {inst.prompt: inst for inst in _eval_instances()}
 
 
 def _run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -89,10 +47,10 @@ def _served_args(url: str, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize("endpoint", ["completions", "chat"])
 def test_served_eval_reports_the_accuracy_the_server_earns(endpoint, capsys, monkeypatch):
-    expected = sum(_answers_right(inst) for inst in _eval_instances()) / INSTANCES
+    expected = sum(answers_right(inst) for inst in _eval_instances()) / INSTANCES
     assert 0.0 < expected < 1.0  # the double's rule splits these problems
     monkeypatch.setenv(KEY_VAR, "sekrit-123")
-    with OracleServerDouble(key="sekrit-123") as server:
+    with OracleServerDouble(_eval_instances(), key="sekrit-123") as server:
         code, out, err = _run_cli(_served_args(server.url, "--endpoint", endpoint, "--api-key-env", KEY_VAR), capsys)
     assert code == 0, err
     summary = json.loads(out)
@@ -119,7 +77,7 @@ def test_served_eval_has_the_keys_of_a_local_eval(capsys, tmp_path):
                                "--samples", "2", "--max-new-tokens", "4", "--json"], capsys)
     assert code == 0, err
     local = json.loads(out)
-    with OracleServerDouble() as server:
+    with OracleServerDouble(_eval_instances()) as server:
         code, out, err = _run_cli(_served_args(server.url), capsys)
     assert code == 0, err
     served = json.loads(out)

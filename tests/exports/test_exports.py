@@ -108,7 +108,7 @@ def test_grpo_trainer_trains_on_an_export_with_worldsmith_rewards(tmp_path):
     model = build_tiny_model(tok, TinyModelConfig(), seed=0)
     # the export's train problems are the SFT examples' problems: the policy has seen them
     train_sft(model, tok, sft_examples([("arithmetic_chain", 0.0, 1.0)], 2000, seed=0),
-              epochs=2, lr=3e-3, batch_size=16, seed=0, progress=False)
+              epochs=4, lr=3e-3, batch_size=16, seed=0, progress=False)
     seen: list[tuple[str, int, float, str, float]] = []
     grade = reward_function()
 
@@ -119,19 +119,19 @@ def test_grpo_trainer_trains_on_an_export_with_worldsmith_rewards(tmp_path):
 
     recorded.__name__ = "worldsmith_grade"
     args = GRPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=8, num_generations=4,
-                      max_completion_length=40, max_steps=3, learning_rate=1e-4, logging_steps=1, report_to=[],
+                      max_completion_length=48, max_steps=4, learning_rate=1e-4, logging_steps=1, report_to=[],
                       save_strategy="no", use_cpu=True, bf16=False, seed=0, temperature=0.7,
                       dataloader_num_workers=0)
     trainer = GRPOTrainer(model=model, reward_funcs=recorded, args=args, processing_class=tok,
                           train_dataset=trl_dataset([EnvSpec("arithmetic_chain")], 64, chat=True))
     trainer.train()
     logged = [h["rewards/worldsmith_grade/mean"] for h in trainer.state.log_history if "rewards/worldsmith_grade/mean" in h]
-    assert len(logged) == 3 and len(seen) == 3 * 8
+    print(f"GRPO on an export: per-step mean reward {logged}; e.g. {seen[0][3]!r}")
+    assert len(logged) == 4 and len(seen) == 4 * 8
     independent = [_grade(e, s, d, c) for e, s, d, c, _ in seen]
     assert [r for *_, r in seen] == independent
     for step, mean in enumerate(logged):
         assert mean == pytest.approx(sum(independent[8 * step: 8 * step + 8]) / 8, abs=1e-6)
-    print(f"GRPO on an export: per-step mean reward {logged}")
     assert 0 < sum(independent) < len(independent)  # some right, some wrong: the equality is informative
 
 

@@ -13,8 +13,8 @@ from worldsmith.commands import UsageError, positive_int, register_command
 FORMATS = {
     "trl": ("worldsmith.exports.trl", "export_trl", "datasets", "a datasets.Dataset folder (load_from_disk)"),
     "verl": ("worldsmith.exports.verl", "export_verl", "pyarrow", "SPLIT.parquet and worldsmith_reward.py"),
-    "verifiers": ("worldsmith.exports.verifiers_env", "export_verifiers", "datasets",
-                  "a datasets.Dataset folder and the environment module"),
+    "verifiers": ("worldsmith.exports.verifiers_env", "export_verifiers", "verifiers",
+                  "a taskset module and an eval.toml for vf-eval"),
     "rg": ("worldsmith.exports.rg", "export_rg", None, "SPLIT.jsonl of question/answer/metadata"),
 }
 
