@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
-import sys
 
 import pytest
 
@@ -128,7 +127,9 @@ def test_grpo_trainer_trains_on_an_export_with_worldsmith_rewards(tmp_path):
     logged = [h["rewards/worldsmith_grade/mean"] for h in trainer.state.log_history if "rewards/worldsmith_grade/mean" in h]
     print(f"GRPO on an export: per-step mean reward {logged}; e.g. {seen[0][3]!r}")
     assert len(logged) == 4 and len(seen) == 4 * 8
-    independent = [_grade(e, s, d, c) for e, s, d, c, _ in seen]
+    # chat completions: the model's message is the last (and only) one
+    assert all(len(c) == 1 and c[0]["role"] == "assistant" for *_, c, _ in seen)
+    independent = [_grade(e, s, d, c[0]["content"]) for e, s, d, c, _ in seen]
     assert [r for *_, r in seen] == independent
     for step, mean in enumerate(logged):
         assert mean == pytest.approx(sum(independent[8 * step: 8 * step + 8]) / 8, abs=1e-6)
@@ -137,14 +138,11 @@ def test_grpo_trainer_trains_on_an_export_with_worldsmith_rewards(tmp_path):
 
 # --- verl ---------------------------------------------------------------------------------------------
 def _load_like_verl(path, name: str):
-    """What verl does with custom_reward_function.path/.name: load the file as its own module."""
-    spec = importlib.util.spec_from_file_location("custom_module", path)
+    """What verl (0.9) does with custom_reward_function.path/.name (``utils.import_utils.load_module``):
+    load the file as a module of its own, under a name derived from its path, then take the function."""
+    spec = importlib.util.spec_from_file_location(f"custom_module_{hash(str(path))}", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["custom_module"] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.modules.pop("custom_module", None)
+    spec.loader.exec_module(module)
     return getattr(module, name)
 
 
@@ -165,8 +163,11 @@ def test_verl_export_has_verls_fields_and_its_compute_score_is_the_grade(tmp_pat
     compute_score = _load_like_verl(tmp_path / "verl" / "worldsmith_reward.py", "compute_score")
     pairs = _completions(expected, random.Random(2))
     by_index = {r["extra_info"]["index"]: r for r in rows}
-    scores = [compute_score(by_index[p.index]["data_source"], text, by_index[p.index]["reward_model"]["ground_truth"],
-                            by_index[p.index]["extra_info"]) for p, text in pairs]
+    # verl's reward manager calls with keywords and adds its own keys to extra_info
+    scores = [compute_score(data_source=by_index[p.index]["data_source"], solution_str=text,
+                            ground_truth=by_index[p.index]["reward_model"]["ground_truth"],
+                            extra_info={**by_index[p.index]["extra_info"], "num_turns": 2, "rollout_reward_scores": {}})
+              for p, text in pairs]
     assert scores == [_grade(p.env, p.seed, p.difficulty, text) for p, text in pairs]
     assert sum(scores) == 6
     row = rows[0]
