@@ -88,6 +88,19 @@ def test_the_trl_reward_function_grades_trl_shaped_batches():
     assert sum(rewards) == 6  # exactly the references pass
 
 
+def test_export_trl_writes_the_dataset_trl_loads(tmp_path, capsys):
+    datasets = pytest.importorskip("datasets")
+    from worldsmith.exports.trl import trl_dataset
+
+    assert main(["export", "trl", "--env", "gcd_euclid", "--env", "arithmetic_chain@0.5", "--n", "6",
+                 "--out", str(tmp_path / "trl")]) == 0
+    assert "wrote 6 rows (gcd_euclid 3, arithmetic_chain 3)" in capsys.readouterr().out
+    loaded = datasets.load_from_disk(str(tmp_path / "trl"))
+    assert loaded.to_list() == trl_dataset(MIX, 6).to_list()
+    manifest = json.loads((tmp_path / "trl" / "manifest.json").read_text())
+    assert manifest["envs"] == ["gcd_euclid@0", "arithmetic_chain@0.5"] and manifest["split"] == "train"
+
+
 @pytest.mark.slow
 def test_grpo_trainer_trains_on_an_export_with_worldsmith_rewards(tmp_path):
     """A few real GRPO steps of a tiny model, warm-started so that some completions are right."""
