@@ -87,8 +87,11 @@ def check_split(split: str) -> str:
 
 
 def problems(specs: Sequence[EnvSpec], n: int, split: str = "train",
-             environments: Mapping[str, Any] | None = None) -> list[Problem]:
-    """The first ``n`` problems of ``split`` over the mixture ``specs`` (see the module doc)."""
+             environments: Mapping[str, Any] | None = None, progress: bool = False) -> list[Problem]:
+    """The first ``n`` problems of ``split`` over the mixture ``specs`` (see the module doc);
+    ``progress`` shows a bar on standard error (plain lines when it is not a terminal)."""
+    from worldsmith.progress import progress_bar
+
     check_split(split)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -96,7 +99,7 @@ def problems(specs: Sequence[EnvSpec], n: int, split: str = "train",
         raise ValueError("no environment given")
     resolve = _resolver(environments)
     out = []
-    for i in range(n):
+    for i in progress_bar(range(n), desc="sample", disable=not progress, leave=False):
         spec = specs[i % len(specs)]
         inst = resolve(spec.name).sample(envs.split_seed(split, i // len(specs)), spec.difficulty)
         out.append(Problem(i, spec.name, inst.seed, inst.difficulty, inst.prompt, inst.reference, inst.problem_id))

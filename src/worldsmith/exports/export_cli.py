@@ -36,7 +36,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} exists and is not empty; choose another --out")
     print(f"exporting {args.n} {args.split}-split problems of {', '.join(map(str, specs))} as {args.format}")
     try:
-        info = getattr(importlib.import_module(module), writer)(specs, args.n, args.split, out)
+        info = getattr(importlib.import_module(module), writer)(specs, args.n, args.split, out, progress=True)
     except SplitUnavailable as exc:
         raise UsageError(str(exc)) from None
     per_env = ", ".join(f"{k} {v}" for k, v in info["rows_per_env"].items())

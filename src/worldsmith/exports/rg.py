@@ -27,10 +27,10 @@ class WorldsmithDataset:
     """``size`` problems of ``split`` over a mixture of environments, reasoning-gym style."""
 
     def __init__(self, specs: str | Sequence[EnvSpec], size: int = 500, split: str = "train",
-                 environments: Mapping[str, Any] | None = None) -> None:
+                 environments: Mapping[str, Any] | None = None, progress: bool = False) -> None:
         self.specs = parse_env_specs(specs) if isinstance(specs, str) else list(specs)
         self.split = split
-        self._problems = problems(self.specs, size, split, environments)
+        self._problems = problems(self.specs, size, split, environments, progress)
         self._grader = Grader(environments)
 
     def __len__(self) -> int:
@@ -56,9 +56,9 @@ class WorldsmithDataset:
         return self._grader.grade(env, inst.seed, inst.difficulty, response).value
 
 
-def export_rg(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path) -> dict:
+def export_rg(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path, progress: bool = False) -> dict:
     """Write ``out/<split>.jsonl`` (one entry per line) and ``out/manifest.json``; returns the manifest."""
-    ds = WorldsmithDataset(specs, n, split)
+    ds = WorldsmithDataset(specs, n, split, progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{split}.jsonl", "w") as fh:

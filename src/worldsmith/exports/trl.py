@@ -47,14 +47,15 @@ def reward_function(grader: Grader | None = None):
     return worldsmith_grade
 
 
-def export_trl(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path, chat: bool = False) -> dict:
+def export_trl(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path, chat: bool = False,
+               progress: bool = False) -> dict:
     """Write the dataset to ``out`` (``Dataset.save_to_disk``, read back with ``datasets.load_from_disk``)
     and ``out/manifest.json``; returns the manifest."""
     import json
 
     from datasets import Dataset
 
-    rows = problems(specs, n, split)
+    rows = problems(specs, n, split, progress=progress)
     out = Path(out)
     Dataset.from_list(trl_records(rows, chat)).save_to_disk(str(out))
     info = manifest("trl", specs, rows, split) | {"chat": chat,

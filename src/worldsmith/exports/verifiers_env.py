@@ -88,12 +88,12 @@ __all__ = ["WorldsmithTaskset"]
 TASKSET_ID = "worldsmith_taskset"
 
 
-def export_verifiers(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path) -> dict:
+def export_verifiers(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path, progress: bool = False) -> dict:
     """Write ``out/worldsmith_taskset.py`` (the taskset verifiers imports), ``out/eval.toml`` (a
     ``vf-eval @ eval.toml`` config naming it: the problems, and the plain chat harness run as a local
     subprocess) and ``out/manifest.json``; returns the manifest. The tasks are sampled when the
     taskset loads, so the export holds no copy of them."""
-    rows = problems(specs, n, split)
+    rows = problems(specs, n, split, progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     envs = ",".join(str(s) for s in specs)

@@ -68,13 +68,13 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str,
     return _GRADER.reward(env, inst.seed, inst.difficulty, solution_str)
 
 
-def export_verl(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path) -> dict:
+def export_verl(specs: Sequence[EnvSpec], n: int, split: str, out: str | Path, progress: bool = False) -> dict:
     """Write ``out/<split>.parquet``, ``out/worldsmith_reward.py`` and ``out/manifest.json``;
     returns the manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = problems(specs, n, split)
+    rows = problems(specs, n, split, progress=progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = out / f"{split}.parquet"
