@@ -99,6 +99,9 @@ def test_export_trl_writes_the_dataset_trl_loads(tmp_path, capsys):
     assert loaded.to_list() == trl_dataset(MIX, 6).to_list()
     manifest = json.loads((tmp_path / "trl" / "manifest.json").read_text())
     assert manifest["envs"] == ["gcd_euclid@0", "arithmetic_chain@0.5"] and manifest["split"] == "train"
+    assert main(["export", "trl", "--chat", "--env", "gcd_euclid", "--n", "2", "--out", str(tmp_path / "chat")]) == 0
+    assert datasets.load_from_disk(str(tmp_path / "chat"))[0]["prompt"] == [{"role": "user", "content": loaded[0]["prompt"]}]
+    assert main(["export", "rg", "--chat", "--env", "gcd_euclid", "--out", str(tmp_path / "rg")]) == 2
 
 
 @pytest.mark.slow

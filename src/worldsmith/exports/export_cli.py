@@ -31,12 +31,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     module, writer, needs, _ = FORMATS[args.format]
     if needs is not None and importlib.util.find_spec(needs) is None:
         raise UsageError(f"export {args.format} needs the {needs} package: pip install 'worldsmith[export]'")
+    extra = {}
+    if args.chat:
+        if args.format != "trl":
+            raise UsageError(f"--chat is for trl (the {args.format} export has one prompt format)")
+        extra["chat"] = True
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty; choose another --out")
     print(f"exporting {args.n} {args.split}-split problems of {', '.join(map(str, specs))} as {args.format}")
     try:
-        info = getattr(importlib.import_module(module), writer)(specs, args.n, args.split, out, progress=True)
+        info = getattr(importlib.import_module(module), writer)(specs, args.n, args.split, out, progress=True, **extra)
     except SplitUnavailable as exc:
         raise UsageError(str(exc)) from None
     per_env = ", ".join(f"{k} {v}" for k, v in info["rows_per_env"].items())
@@ -58,4 +63,6 @@ def add_export(sub) -> None:
     p.add_argument("--split", choices=("train", "eval"), default="train",
                    help="train, or eval: the held-out problems no train seed draws")
     p.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
+    p.add_argument("--chat", action="store_true",
+                   help="trl: each prompt as one user message (a conversational dataset) instead of text")
     p.set_defaults(func=cmd_export)
