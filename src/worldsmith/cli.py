@@ -23,6 +23,7 @@ from worldsmith.commands import (
     positive_int,
     temperature,
 )
+from worldsmith.distributed import lost_processes
 
 # --- envs -------------------------------------------------------------------------------------
 
@@ -176,10 +177,40 @@ def cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_backend(args: argparse.Namespace):
+    """The backend ``worldsmith eval`` asks: a local HF folder, or a served model with ``--base-url``."""
+    if args.base_url is None:
+        from worldsmith.policy.hf_backend import HFBackend
+        from worldsmith.policy.model import load_policy
+
+        if args.api_key_env is not None:
+            raise UsageError("--api-key-env needs --base-url (a served model)")
+        try:
+            model, tokenizer = load_policy(args.model)
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            raise UsageError(f"--model: {str(exc).splitlines()[0]}") from None
+        return HFBackend(model, tokenizer)
+    from pydantic import ValidationError
+
+    from worldsmith.policy.http_backend import HTTPBackend, HTTPBackendConfig, HTTPBackendError
+
+    try:
+        # completions get the text a local policy without a chat template reads (format_prompt);
+        # chat leaves the formatting to the server's chat template, as a local template would
+        config = HTTPBackendConfig(base_url=args.base_url, model=args.model, endpoint=args.endpoint,
+                                   api_key_env=args.api_key_env, logprobs=False,
+                                   prompt_suffix="\n" if args.endpoint == "completions" else "",
+                                   max_workers=args.concurrency, timeout_s=args.timeout)
+        return HTTPBackend(config)
+    except ValidationError as exc:
+        raise UsageError(f"--base-url: {exc.errors()[0]['msg']}") from None
+    except HTTPBackendError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from worldsmith.eval.runner import evaluate
-    from worldsmith.policy.hf_backend import HFBackend
-    from worldsmith.policy.model import load_policy
+    from worldsmith.policy.http_backend import HTTPBackendError
 
     specs = []
     for text in args.env:
@@ -189,12 +220,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             specs.append((name, difficulty(diff) if diff else 0.0))
         except argparse.ArgumentTypeError as exc:
             raise UsageError(f"--env {text}: difficulty {exc}") from None
+    backend = _eval_backend(args)
     try:
-        model, tokenizer = load_policy(args.model)
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise UsageError(f"--model: {str(exc).splitlines()[0]}") from None
-    summary = evaluate(HFBackend(model, tokenizer), specs, instances=args.instances, samples=args.samples,
-                       temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        summary = evaluate(backend, specs, instances=args.instances, samples=args.samples,
+                           temperature=args.temperature, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    except HTTPBackendError as exc:  # the server failed after its retries
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.base_url is not None:
+        summary["served"] = {"base_url": args.base_url, "model": args.model, "endpoint": args.endpoint}
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -246,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_sft)
 
-    p = sub.add_parser("eval", help="held-out accuracy, pass@k and maj@k of a saved policy")
-    p.add_argument("--model", required=True, help="a local HF model folder (e.g. RUN/policy)")
+    p = sub.add_parser("eval", help="held-out accuracy, pass@k and maj@k of a saved or served policy")
+    p.add_argument("--model", required=True,
+                   help="a local HF model folder (e.g. RUN/policy), or with --base-url the served model's name")
     p.add_argument("--env", action="append", required=True, help="NAME or NAME@DIFFICULTY; repeatable")
     p.add_argument("--instances", type=positive_int, default=256)
     p.add_argument("--samples", type=positive_int, default=4)
@@ -255,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--base-url", help="evaluate a model behind an OpenAI-compatible server, e.g. http://127.0.0.1:8000")
+    p.add_argument("--endpoint", choices=("completions", "chat"), default="completions",
+                   help="with --base-url: /v1/completions (prompt + newline) or /v1/chat/completions")
+    p.add_argument("--api-key-env", metavar="VAR", help="with --base-url: the environment variable holding the API key")
+    p.add_argument("--concurrency", type=positive_int, default=4, help="with --base-url: requests in flight")
+    p.add_argument("--timeout", type=temperature, default=120.0, help="with --base-url: seconds per request")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("quickstart", help="tiny model: SFT warm start, GRPO, before/after table")
@@ -273,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parse_with_overrides(parser, argv)
+        lost = lost_processes()
+        if lost:
+            raise UsageError(lost)
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

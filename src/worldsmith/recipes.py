@@ -13,6 +13,7 @@ import torch
 
 from worldsmith import tracking
 from worldsmith.configuration import ConfigError, dump, flatten
+from worldsmith.distributed import main_first, on_main
 from worldsmith.eval.runner import evaluate
 from worldsmith.policy.hf_backend import HFBackend
 from worldsmith.policy.model import build_tiny_model, load_policy, save_policy
@@ -80,11 +81,18 @@ def headline(summary: dict) -> dict:
 
 def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
     """Seed torch, set its threads, and open the run folder (refusing one that holds a run unless
-    resuming); writes the resolved config."""
+    resuming); writes the resolved config. With several processes the main one checks and
+    prepares the folder, and its verdict holds for all."""
     torch.manual_seed(cfg.train.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run = RunDir(out)
+    on_main(lambda: _prepare_run(cfg, run, resume))
+    tracking.attach(run, cfg)  # report_to: trackers get each metrics row; only a process that logs starts them
+    return run
+
+
+def _prepare_run(cfg: RunConfig, run: RunDir, resume: bool) -> None:
     left = [name for name in RUN_ARTEFACTS if (run.root / name).exists()]
     if not resume and left:
         raise FileExistsError(f"{run.root} already holds a run ({left[0]}); pass --resume to continue it or "
@@ -94,8 +102,6 @@ def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
     if resume and run.latest_checkpoint() is None:
         _start_over(run)
     dump(cfg, run.root / "config.yaml")
-    tracking.attach(run, cfg)  # report_to: trackers get each metrics row (started by the first one)
-    return run
 
 
 #: What a run leaves in its folder, from its first moments on: a new run never starts among them.
@@ -141,15 +147,11 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
     """Build (or resume) a run, train it, evaluate on held-out seeds, write summary and plot."""
     run = open_run(cfg, out, resume)
     started = time.perf_counter()
-    model, tokenizer = build_policy(cfg, run, progress)
+    # the main process builds (and saves) the starting policy; the others then load the same one
+    model, tokenizer = main_first(lambda: build_policy(cfg, run, progress))
     before = None
     if evaluate_before:
-        before_path = run.root / "eval_before.json"
-        if before_path.exists():
-            before = __import__("json").loads(before_path.read_text())
-        else:
-            before = eval_policy(cfg, model, tokenizer, progress)
-            before_path.write_text(__import__("json").dumps(before, indent=2))
+        before = on_main(lambda: _evaluate_before(cfg, run, model, tokenizer, progress))
     ref = None
     if cfg.train.loss_cfg.kl_coef > 0:
         ref, _ = load_policy(run.root / "policy_init")
@@ -189,6 +191,18 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
     }
     run.write_summary(summary)
     return summary
+
+
+def _evaluate_before(cfg: RunConfig, run: RunDir, model, tokenizer, progress: bool) -> dict:
+    """The starting policy's evaluation, kept in ``eval_before.json`` (reused on resume)."""
+    import json
+
+    before_path = run.root / "eval_before.json"
+    if before_path.exists():
+        return json.loads(before_path.read_text())
+    before = eval_policy(cfg, model, tokenizer, progress)
+    before_path.write_text(json.dumps(before, indent=2))
+    return before
 
 
 def quickstart_config(seed: int = 0) -> RunConfig:

@@ -8,7 +8,8 @@ and a completion mask, so the trainer never needs a second pass to know how a to
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -23,6 +24,10 @@ class SamplingParams:
     top_k: int = 0  # 0 = no top-k filter
     top_p: float = 1.0  # 1.0 = no nucleus filter
     seed: int | None = None  # a torch.Generator seed for reproducible sampling
+    # one seed per prompt: each row then draws from its own stream, so its completion does not
+    # depend on the other prompts in the call or how they are batched (used by the trainer, so a
+    # run draws the same completions on any number of processes); overrides ``seed`` where supported
+    row_seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -33,6 +38,12 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def for_rows(self, rows: Sequence[int]) -> SamplingParams:
+        """These params for a call that samples only ``rows`` of the prompts (their own row seeds)."""
+        if self.row_seeds is None:
+            return self
+        return replace(self, row_seeds=tuple(self.row_seeds[i] for i in rows))
 
 
 @dataclass

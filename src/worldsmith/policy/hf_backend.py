@@ -135,12 +135,30 @@ def _takes_step(processor: LogitsProcessor | None) -> bool:
         return False
 
 
-def _draw(logp: Tensor, params: SamplingParams, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+def _draw(logp: Tensor, params: SamplingParams, generator: torch.Generator | None,
+          uniform: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The next token of each row (N,) and its log-prob: greedy, by inverse CDF from one given
+    uniform per row (N,) when ``uniform`` is given, else by ``torch.multinomial``."""
     if params.temperature == 0:
         tokens = logp.argmax(dim=-1)
+    elif uniform is not None:
+        cdf = logp.exp().cumsum(dim=-1)  # (N, V)
+        # the first token whose cdf exceeds u * total: a zero-probability token is never chosen
+        target = (uniform.to(cdf.dtype) * cdf[:, -1])[:, None]
+        tokens = torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
     else:
         tokens = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def row_uniforms(row_seeds: Sequence[int], steps: int) -> Tensor:
+    """(N, steps) uniforms in [0, 1), row i drawn from its own generator seeded by ``row_seeds[i]``."""
+    out = torch.empty((len(row_seeds), steps), dtype=torch.float64)
+    for i, seed in enumerate(row_seeds):
+        g = torch.Generator()
+        g.manual_seed(int(seed) % 2**63)
+        out[i] = torch.rand(steps, generator=g, dtype=torch.float64)
+    return out
 
 
 # --- the backend --------------------------------------------------------------------------------------
@@ -197,8 +215,12 @@ class HFBackend:
             raise ValueError("generate needs at least one prompt")
         processor = logits_processor if logits_processor is not None else self.logits_processor
         encoded = encode_prompts(self.tokenizer, list(prompts))
-        generator = None
-        if params.seed is not None:
+        generator, uniforms = None, None
+        if params.row_seeds is not None:
+            if len(params.row_seeds) != len(prompts):
+                raise ValueError(f"row_seeds has {len(params.row_seeds)} seeds for {len(prompts)} prompts")
+            uniforms = row_uniforms(params.row_seeds, params.max_new_tokens).to(self.device)
+        elif params.seed is not None:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(params.seed))
         # longest prompts first, so each batch holds prompts of similar length
@@ -209,7 +231,8 @@ class HFBackend:
         try:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                out = self._generate_batch([encoded[i] for i in chunk], params, generator, processor)
+                out = self._generate_batch([encoded[i] for i in chunk], params, generator, processor,
+                                           None if uniforms is None else uniforms[chunk])
                 for i, row in zip(chunk, out):
                     results[i] = row
         finally:
@@ -227,6 +250,7 @@ class HFBackend:
         params: SamplingParams,
         generator: torch.Generator | None,
         processor: LogitsProcessor | None,
+        uniforms: Tensor | None = None,
     ) -> list[tuple[list[int], list[float], bool]]:
         model, device = self.model, self.device
         cache_kw = _cache_kwarg(model)
@@ -265,7 +289,8 @@ class HFBackend:
         for t in range(steps):
             if processor is not None:
                 logits = processor(logits, step=t) if wants_step else processor(logits)
-            tok, lp = _draw(sampling_logprobs(logits, params), params, generator)
+            tok, lp = _draw(sampling_logprobs(logits, params), params, generator,
+                            None if uniforms is None else uniforms[live, t])
             tokens[live, t] = tok
             logps[live, t] = lp
             done = torch.isin(tok, eos)

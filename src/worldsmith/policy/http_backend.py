@@ -94,6 +94,9 @@ class HTTPBackendConfig(BaseModel):
     logprobs: bool = Field(True, description="Ask for per-token log-probs.")
     stop: tuple[str, ...] = ()
     system_prompt: str | None = Field(None, description="Chat endpoint only: a system message first.")
+    prompt_suffix: str = Field("", description=(
+        "Completions endpoint only: appended to every prompt, e.g. the newline a policy without a chat "
+        "template reads after its prompt (``policy.model.format_prompt``)."))
     max_workers: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="Merged into every request body.")
 
@@ -258,7 +261,7 @@ class HTTPBackend:
         if cfg.stop:
             body["stop"] = list(cfg.stop)
         if cfg.endpoint == "completions":
-            body["prompt"] = prompt
+            body["prompt"] = prompt + cfg.prompt_suffix
             if cfg.logprobs:
                 body["logprobs"] = 1
         else:

@@ -184,6 +184,7 @@ def train_sft(
     finally:
         bar.close()
         model.train(was_training)
+        model.zero_grad(set_to_none=True)  # the last batch's gradient must not reach later training
     k = max(1, min(10, len(losses) // 10))
     first, final = sum(losses[:k]) / k, sum(losses[-k:]) / k
     return {

@@ -65,10 +65,10 @@ class OptimSection(Strict):
 
 class TrainSection(Strict):
     steps: int = Field(100, ge=1, description="RL steps (one rollout batch each).")
-    prompts_per_step: int = Field(32, ge=1, description="Distinct prompts per step.")
+    prompts_per_step: int = Field(32, ge=1, description="Distinct prompts per step, over all processes.")
     group_size: int = Field(8, ge=1, description="Completions per prompt (the GRPO group).")
     ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")
-    minibatch_size: int = Field(256, ge=1, description="Completions per optimizer step.")
+    minibatch_size: int = Field(256, ge=1, description="Completions per optimizer step, over all processes.")
     microbatch_size: int = Field(256, ge=1, description="Completions per forward/backward (gradient accumulation).")
     advantage: str = Field("grpo", description="Advantage estimator (registry name).")
     advantage_cfg: AdvantageConfig = Field(default_factory=AdvantageConfig)

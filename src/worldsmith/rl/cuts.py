@@ -157,12 +157,15 @@ class MixedCUTS(Method):
         trainer, plan = self.trainer, self.cfg.sampling.mixed_plan
         prompts = [inst.prompt for inst in instances]
         is_cuts = cuts_rows(len(prompts) // self.cfg.train.group_size, plan.standard, plan.cuts, trainer.acc.device)
-        cuts_params = replace(params, seed=stable_hash("cuts", params.seed) % 2**62)
+        cuts_params = replace(params, seed=stable_hash("cuts", params.seed) % 2**62,
+                              row_seeds=None if params.row_seeds is None else
+                              tuple(stable_hash("cuts", s) % 2**62 for s in params.row_seeds))
         parts, positions = [], []
         for rows, p, processor in ((~is_cuts, params, None), (is_cuts, cuts_params, self.operator)):
             idx = rows.nonzero().squeeze(-1).tolist()
             if idx:
-                parts.append(trainer.backend.generate([prompts[i] for i in idx], p, logits_processor=processor))
+                parts.append(trainer.backend.generate([prompts[i] for i in idx], p.for_rows(idx),
+                                                      logits_processor=processor))
                 positions.append(idx)
         return merge_rollouts(parts, positions, pad_id=trainer.backend.pad_id), is_cuts
 

@@ -16,12 +16,13 @@ import random
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from accelerate import Accelerator
 
 from worldsmith.configuration import dump
+from worldsmith.distributed import on_main
 from worldsmith.envs.contract import Instance, stable_hash
 from worldsmith.policy.backend import Rollouts, SamplingParams
 from worldsmith.policy.hf_backend import (
@@ -168,10 +169,12 @@ class Trainer:
                  pool: EnvPool | None = None, methods: Sequence = ()):
         self.cfg = cfg
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-        if cfg.train.prompts_per_step % self.acc.num_processes:
-            raise ValueError(f"train.prompts_per_step ({cfg.train.prompts_per_step}) must be divisible by "
-                             f"the number of processes ({self.acc.num_processes})")
+        for key in ("prompts_per_step", "minibatch_size"):  # both describe the global batch
+            if getattr(cfg.train, key) % self.acc.num_processes:
+                raise ValueError(f"train.{key} ({getattr(cfg.train, key)}) must be divisible by "
+                                 f"the number of processes ({self.acc.num_processes})")
         self.tokenizer = tokenizer
+        model.zero_grad(set_to_none=True)  # a gradient left by earlier training (e.g. SFT) is not this run's
         trainable = [p for p in model.parameters() if p.requires_grad]
         o = cfg.optim
         optimizer = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -210,15 +213,24 @@ class Trainer:
         seed = stable_hash("rollout", self.cfg.train.seed, step, self.acc.process_index) % 2**62
         return SamplingParams(s.max_new_tokens, s.temperature, s.top_k, s.top_p, seed=seed)
 
+    def row_seeds(self, step: int) -> tuple[int, ...]:
+        """One sampling seed per completion of this process's share at ``step``, a function of the
+        prompt's place in the global batch and the completion's place in its group only, so a row's
+        completion is the same on any number of processes."""
+        t, p, n = self.cfg.train, self.acc.process_index, self.acc.num_processes
+        return tuple(stable_hash("rollout", t.seed, step, prompt, j) % 2**62
+                     for prompt in range(p, t.prompts_per_step, n) for j in range(t.group_size))
+
     def collect(self, step: int, timer: PhaseTimer) -> tuple[Batch, dict]:
         """Sample prompts, generate a group per prompt, grade, validate rewards, compute advantages.
-        The methods' hooks run at the points named in ``worldsmith.rl.methods``."""
+        The methods' hooks run at the points named in ``worldsmith.rl.methods``. The metrics
+        describe the global batch (every process's share)."""
         t = self.cfg.train
         # every process draws the same batch and takes its own share of the prompts
         instances = self.pool.sample_batch(t.prompts_per_step, step, t.seed)
         mine = instances[self.acc.process_index :: self.acc.num_processes]
         grouped = [inst for inst in mine for _ in range(t.group_size)]  # B
-        ctx = StepContext(step, grouped, self.sampling_params(step))
+        ctx = StepContext(step, grouped, replace(self.sampling_params(step), row_seeds=self.row_seeds(step)))
         with timer("generate"):
             ctx.rollouts, ctx.off_policy = self._generate(grouped, ctx.params)  # off_policy (B,) bool
         with timer("grade"):
@@ -250,25 +262,61 @@ class Trainer:
         for m in self.methods:
             method_metrics.update(m.after_advantages(ctx))
         pool_metrics = self._update_pool(instances, step, ctx.passed)
-        rewards, rollouts = ctx.rewards, ctx.rollouts
-        grp = rewards.view(-1, t.group_size)
-        metrics = {
-            "reward/mean": float(rewards.mean()),
-            "reward/std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-            "accuracy/train": sum(ctx.passed) / len(ctx.passed),
-            "groups/zero_variance_fraction": float((grp.std(dim=1, unbiased=False) == 0).float().mean()),
-            "reward/invalid": reward_metrics["invalid"],
-            "completion_tokens/mean": float(ctx.mask.sum(1).float().mean()),
-            "completion/finished_fraction": float(rollouts.finished.float().mean()) if rollouts.finished is not None else None,
-            "entropy": self._sampled_entropy(rollouts, ctx.old_logp, ctx.off_policy),
-            **{f"reward/{k}": v for k, v in reward_metrics.items() if k.startswith("invalid_") and v},
-            **pool_metrics,
-            **method_metrics,
-            **environment_metrics(self.env_of, grouped, rollouts.texts, ctx.scores),  # e.g. the games' game/itp
-        }
-        batch = Batch(grouped, rollouts, rewards, ctx.passed, ctx.group_ids, ctx.advantages, ctx.old_logp,
+        metrics = {**self._batch_metrics(ctx, reward_metrics), **pool_metrics, **self._across_processes(method_metrics)}
+        batch = Batch(grouped, ctx.rollouts, ctx.rewards, ctx.passed, ctx.group_ids, ctx.advantages, ctx.old_logp,
                       ctx.ref_logp, ctx.off_policy)
         return batch, metrics
+
+    def _batch_metrics(self, ctx: StepContext, reward_metrics: dict) -> dict:
+        """The step's reward, accuracy and completion figures over the global batch: every
+        process's rows are gathered (one object gather) before they are summarised."""
+        r = ctx.rollouts
+        mask = r.completion_mask.bool()
+        own = mask & ~ctx.off_policy[:, None]  # (B, T) rows drawn from the policy itself
+        rows = list(zip(ctx.rewards.tolist(), ctx.passed, mask.sum(1).tolist(),
+                        r.finished.tolist() if r.finished is not None else [None] * len(r),
+                        (r.behaviour_logp * own).sum(1).tolist(), own.sum(1).tolist(),
+                        (ctx.old_logp * mask).sum(1).tolist(), ctx.instances, r.texts, ctx.scores))
+        shares = self.gather([(rows, reward_metrics)])
+        rows = [row for part, _ in shares for row in part]
+        rewards, passed, lengths, finished, own_sum, own_n, old_sum, grouped, texts, scores = map(list, zip(*rows))
+        g = self.cfg.train.group_size
+        values = torch.tensor(rewards, dtype=torch.float64)
+        grp = values.view(-1, g)
+        counts: dict[str, float] = {}
+        for _, m in shares:
+            for k, v in m.items():
+                if k == "invalid" or k.startswith("invalid_") and k != "invalid_fraction":
+                    counts[k] = counts.get(k, 0.0) + v
+        if sum(own_n):  # -mean log-prob of the sampled tokens under their sampling distribution
+            entropy = -sum(own_sum) / sum(own_n)
+        else:  # a batch drawn only by a method's sampler: the policy's log-prob of its tokens
+            entropy = -sum(old_sum) / max(1, sum(lengths))
+        return {
+            "reward/mean": float(values.mean()),
+            "reward/std": float(values.std()) if len(values) > 1 else 0.0,
+            "accuracy/train": sum(passed) / len(passed),
+            "groups/zero_variance_fraction": float((grp.std(dim=1, unbiased=False) == 0).double().mean()),
+            "reward/invalid": counts.get("invalid", 0.0),
+            "completion_tokens/mean": sum(lengths) / len(lengths),
+            "completion/finished_fraction": sum(finished) / len(finished) if None not in finished else None,
+            "entropy": float(entropy),
+            **{f"reward/{k}": v for k, v in counts.items() if k.startswith("invalid_") and v},
+            **environment_metrics(self.env_of, grouped, texts, scores),  # e.g. the games' game/itp
+        }
+
+    def _across_processes(self, metrics: dict) -> dict:
+        """Per-process metrics (the methods') averaged over processes: each process holds an equal
+        share of the batch, so a share's mean or fraction averages to the global one."""
+        if self.acc.num_processes == 1:
+            return metrics
+        parts = self.gather([metrics])
+        out = {}
+        for key in parts[0]:
+            values = [p.get(key) for p in parts]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            out[key] = sum(values) / len(values) if numeric else values[0]
+        return out
 
     def grade(self, instances: list[Instance], texts: list[str]) -> tuple[list, torch.Tensor, dict]:
         """Grade one response per instance, each call bounded by ``train.grade_timeout_s``: the
@@ -304,16 +352,6 @@ class Trainer:
                 return out
         rollouts = self.backend.generate([inst.prompt for inst in grouped], params)
         return rollouts, torch.zeros(len(grouped), dtype=torch.bool, device=self.acc.device)
-
-    @staticmethod
-    def _sampled_entropy(r: Rollouts, old_logp: torch.Tensor, off_policy: torch.Tensor) -> float:
-        """-mean log-prob of the sampled tokens: of their sampling distribution on the rows drawn from
-        the policy; a batch drawn only by a method's sampler falls back to the policy's log-prob of its tokens."""
-        mask = r.completion_mask.bool()
-        own = mask & ~off_policy[:, None]  # (B, T)
-        if own.any():
-            return float(-(r.behaviour_logp * own).sum() / own.sum())
-        return float(-(old_logp * mask).sum() / mask.sum().clamp_min(1))
 
     def _update_pool(self, instances: list[Instance], step: int, passed: list[bool]) -> dict:
         """Steer the pool with every process's outcomes, so all processes keep the same pool."""
@@ -364,13 +402,14 @@ class Trainer:
         """
         t, r = self.cfg.train, batch.rollouts
         n, g = len(r), t.group_size
+        size = t.minibatch_size // self.acc.num_processes  # this process's share of a minibatch
         lengths = r.completion_mask.sum(1).tolist()
         shared = self._shared_group_size(r, batch.group_ids)
         out = []
-        if g > 1 and t.minibatch_size % g == 0 and contiguous_groups(batch.group_ids, g):
+        if g > 1 and size % g == 0 and contiguous_groups(batch.group_ids, g):
             groups = list(range(n // g))
             rng.shuffle(groups)
-            for chosen in _chunks(groups, t.minibatch_size // g):
+            for chosen in _chunks(groups, size // g):
                 chosen.sort(key=lambda k: max(lengths[k * g : k * g + g]))
                 rows = [k * g + j for k in chosen for j in range(g)]
                 if shared > 1 and t.microbatch_size % g == 0:
@@ -381,7 +420,7 @@ class Trainer:
             return out
         order = list(range(n))
         rng.shuffle(order)
-        for mini in _chunks(order, t.minibatch_size):
+        for mini in _chunks(order, size):
             mini.sort(key=lambda i: lengths[i])
             out.append((mini, _chunks(mini, t.microbatch_size), 1))
         return out
@@ -452,6 +491,11 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.model.eval()
+        if self.acc.num_processes > 1:  # each minibatch's figures over every process's rows
+            parts = self.gather([(loss_metrics, role_metrics)])
+            loss_metrics = [_combine_micro([p[0][j] for p in parts]) for j in range(len(loss_metrics))]
+            role_metrics = {name: [_combine_micro([p[1][name][j] for p in parts]) for j in range(len(rows))]
+                            for name, rows in role_metrics.items()}
         out = _mean_metrics(loss_metrics, "loss/")
         for name, rows in role_metrics.items():
             out.update(_mean_metrics(rows, f"{name}/loss/"))
@@ -574,13 +618,18 @@ class Trainer:
     def resume(self, run: RunDir) -> bool:
         """Continue from the run's latest checkpoint, if there is one. Without one the run starts
         over from step 0, so the metrics of a run that died before its first checkpoint go."""
-        path = run.latest_checkpoint()
+        path = on_main(run.latest_checkpoint)  # one process sets damaged checkpoints aside
+        main = self.acc.is_main_process
         if path is None:
-            if self.acc.is_main_process and run.metrics_path.exists():
+            if main and run.metrics_path.exists():
                 run.truncate_metrics(-1)
             return False
-        self.load_state_dict(torch.load(path, map_location=self.acc.device, weights_only=False))
-        run.truncate_metrics(self.step_index - 1)
+        # a CPU process's device is "cpu:<rank>", which torch.load cannot map storages to
+        where = "cpu" if self.acc.device.type == "cpu" else self.acc.device
+        self.load_state_dict(torch.load(path, map_location=where, weights_only=False))
+        if main:
+            run.truncate_metrics(self.step_index - 1)
+        self.acc.wait_for_everyone()
         return True
 
     # --- the loop --------------------------------------------------------------------------------
