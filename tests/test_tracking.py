@@ -237,3 +237,35 @@ def test_a_train_run_sends_every_metrics_row_to_tensorboard(tmp_path):
         assert logged == [(r["step"], pytest.approx(r[key], rel=1e-6, abs=1e-12)) for r in rows], key
     final = events.Scalars("summary/after/accuracy_sampled")
     assert [e.value for e in final] == [pytest.approx(summary["after"]["accuracy_sampled"])]
+
+
+# --- two processes -----------------------------------------------------------------------------------
+
+MULTIPROCESS_CONFIG = {**TINY, "sft": {"examples": 64, "epochs": 1, "batch_size": 16},
+                       "train": {**TINY["train"], "prompts_per_step": 4}}
+
+
+@pytest.mark.slow
+def test_only_the_main_process_of_a_two_process_run_logs(tmp_path):
+    """`accelerate launch` with 2 CPU processes: one tracker run, every step in it once."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    launcher = pathlib.Path(sys.executable).parent / "accelerate"
+    if not launcher.exists():
+        pytest.skip("accelerate launcher not installed")
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(MULTIPROCESS_CONFIG))
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_CPU")}
+    env["PYTHONPATH"] = str(SRC)
+    out = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--main_process_port", "29517", "--mixed_precision", "no", "--dynamo_backend", "no",
+                          "-m", "worldsmith.cli", "train", str(config), "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    rows = RunDir(tmp_path / "run").read_metrics()
+    assert [e.step for e in events.Scalars("reward/mean")] == [r["step"] for r in rows] == [0, 1, 2]
+    assert [e.value for e in events.Scalars("reward/mean")] == [pytest.approx(r["reward/mean"]) for r in rows]
