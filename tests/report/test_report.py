@@ -189,6 +189,20 @@ def test_a_comparison_page_has_intervals_paired_differences_and_mean_curves(comp
     assert "grpo (n=3)" in page and "mssr (n=3)" in page  # mean curves over each method's seeds
 
 
+def test_a_comparison_page_shows_completions_of_each_methods_first_seed(compare_dir, train_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "cmp"
+    shutil.copytree(compare_dir, folder)
+    for m in ("grpo", "mssr"):  # a trained policy in each method's first run
+        shutil.copytree(train_dir / "policy", folder / "runs" / f"{m}-s0" / "policy")
+        shutil.copy(train_dir / "config.yaml", folder / "runs" / f"{m}-s0" / "config.yaml")
+    page = build_report(folder, samples=1)
+    assert re.findall(r'<h2 id="(samples[^"]*)">Sample completions: (\w+), \w+-s0<', page) == \
+        [("samples", "grpo"), ("samples-mssr", "mssr")]
+    assert len(re.findall(r"\d+ of 2 pass", page)) == 2  # one problem of each of the two environments
+
+
 def test_a_synth_page_has_funnel_archive_gate_reports_and_sandboxed_instances(synth_dir):
     page = build_report(synth_dir, instances=2)
     assert 'data-plot="funnel"' in page

@@ -503,9 +503,9 @@ def _program_instances(candidate: dict, count: int) -> str:
             + table(["seed", "prompt", "reference", "reference grade", "reason"], rows))
 
 
-def samples_section(root: pathlib.Path, count: int) -> str:
+def samples_section(root: pathlib.Path, count: int, heading: str = "Sample completions", anchor: str = "samples") -> str:
     """Greedy completions of ``RUN/policy`` on eval-split problems of the run's registered
-    environments, each graded by its environment."""
+    environments, each graded by its environment, under ``heading``."""
     import yaml
 
     policy = root / "policy"
@@ -545,8 +545,8 @@ def samples_section(root: pathlib.Path, count: int) -> str:
             verdict = '<span class="pass">pass</span>' if score.passed else '<span class="fail">fail</span>'
             rows.append([esc(name), f"<pre>{esc(inst.prompt)}</pre>", f"<pre>{esc(text)}</pre>", esc(inst.reference),
                          f"{verdict} {num(score.value)}", esc(score.reason)])
-    return (f'<h2 id="samples">Sample completions</h2><p class="muted">Greedy completions of the final policy '
-            f"(policy/) on the first {count} eval-split problems of each environment, graded by the environment: "
+    return (f'<h2 id="{esc(anchor)}">{esc(heading)}</h2><p class="muted">Greedy completions of the final policy '
+            f"({esc(root.name)}/policy) on the first {count} eval-split problems of each environment, graded by the environment: "
             f"{passed} of {total} pass.</p>"
             + table(["environment", "prompt", "completion", "reference", "grade", "reason"], rows))
 
@@ -603,6 +603,14 @@ def build_report(root: str | pathlib.Path, samples: int = 4, instances: int = 2,
         say("report: comparison tables and curves")
         tables, curves = compare_sections(root)
         body += [tables, curves]
+        if samples:
+            say("report: sample completions")
+            spec = _json(root / "spec.json") or {}
+            for i, m in enumerate(spec.get("methods", [])):
+                first = sorted((root / "runs").glob(f"{m}-s*"), key=lambda p: p.name)
+                if first:
+                    body.append(samples_section(first[0], samples, f"Sample completions: {m}, {first[0].name}",
+                                                anchor="samples" if i == 0 else f"samples-{m}"))
     else:
         body.append(before_after_section(summary))
         if kind == "synth":
