@@ -41,8 +41,9 @@ class TTTConfig(Strict):
 
     @model_validator(mode="after")
     def _chunk_fits(self) -> TTTConfig:
-        if self.chunk > self.window:
-            raise ValueError(f"chunk {self.chunk} is longer than the window {self.window}")
+        if self.chunk >= self.window:
+            raise ValueError(f"chunk {self.chunk} must be shorter than the window {self.window} "
+                             "(a chunk's first token is predicted from the token before it)")
         return self
 
 
