@@ -46,6 +46,7 @@ def test_book_then_read_with_merge_writes_results_plot_and_a_loadable_merged_mod
         assert not torch.allclose(merged(ids).logits, plain(ids).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_eval_runs_methods_and_seeds_and_reports_intervals(model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     code = main(["memory", "eval", "--model", str(model_dir), "--out", str(out), "--seeds", "0,1", "--chars", "2500",
@@ -60,6 +61,26 @@ def test_eval_runs_methods_and_seeds_and_reports_intervals(model_dir, tmp_path, 
     assert abs(f["attached_ppl"]["mean"] - f["merged_ppl"]["mean"]) < 1e-3  # merging changes nothing
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last)["benchmark"] == "memory_eval"
+
+
+def test_recall_scores_each_choice_by_its_mean_log_probability_after_the_window(model_dir):
+    from worldsmith.memory.experiment import choice_scores, recall_accuracy
+
+    model, tok = load_policy(model_dir, progress=False)
+    book = generate_book(2, chars=1500, questions_per_kind=1)
+    q = book.questions[0]
+    context = encode(tok, book.text)[-40:]
+    scores = choice_scores(model, tok, context, q)
+    k = 1
+    seq = torch.cat([context, encode(tok, q.prompt()), encode(tok, f" {q.choices[k]}\n")])
+    n = encode(tok, f" {q.choices[k]}\n").numel()
+    with torch.no_grad():
+        logp = torch.log_softmax(model(seq[None]).logits[0].float(), -1)
+    expected = logp[torch.arange(seq.numel() - n - 1, seq.numel() - 1), seq[-n:]].mean()
+    assert scores[k] == pytest.approx(float(expected), abs=1e-5)
+    acc = recall_accuracy(model, tok, book, 64)
+    assert set(acc) == {"single_hop", "multi_hop", "temporal", "all"}
+    assert acc["all"] == pytest.approx(sum(acc[k] for k in ("single_hop", "multi_hop", "temporal")) / 3)
 
 
 @pytest.mark.parametrize("args, fragment", [
