@@ -168,7 +168,7 @@ def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=
             loss.backward()
             torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
             optimizer.step()
-            epoch_losses.append(float(loss))
+            epoch_losses.append(float(loss.detach()))
         losses.append(sum(epoch_losses) / len(epoch_losses))
         if on_epoch is not None:
             on_epoch(epoch, losses[-1])
