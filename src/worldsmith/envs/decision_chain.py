@@ -2,9 +2,10 @@
 
 The setting of VPPO's Theorem 1 (a binary reasoning tree of depth H with one correct path): at each
 of H levels the prompt shows two different digits, and the correct move is the larger one. The
-answer is the path, the H chosen digits in order (``"785"``); step k is the digit chosen at level k,
-so an outcome reward pays only when all H decisions are right, while a step verifier can say which
-decision went wrong first. A policy that guesses each level passes with probability 2^-H.
+answer is the path, the H chosen digits in order (``"785"``); step k restates level k's pair and the
+choice, ``"3|7=7"``, so an outcome reward pays only when all H decisions are right, while a step
+verifier can say which decision went wrong first. A policy that guesses each level passes with
+probability 2^-H.
 
 Difficulty sets the depth: H = 1 + round(15 * difficulty), so ``depth_difficulty(H)`` = (H - 1) / 15
 gives depths 1 to 16 exactly. The answer is compared as digits: spaces and commas between them are
@@ -47,6 +48,10 @@ class DecisionChain(Environment):
     def _path(instance: dict) -> list[str]:
         return [str(max(pair)) for pair in instance["levels"]]
 
+    @staticmethod
+    def _trace(instance: dict) -> list[str]:
+        return [f"{a}|{b}={max(a, b)}" for a, b in instance["levels"]]
+
     def solve(self, instance: dict) -> str:
         return "".join(self._path(instance))
 
@@ -63,9 +68,9 @@ class DecisionChain(Environment):
         return float(text.isascii() and text.isdigit() and text == self.solve(instance))
 
     def steps(self, instance: dict) -> list[str]:
-        return self._path(instance)
+        return self._trace(instance)
 
     def check_step(self, instance: dict, previous_steps: list[str], step: str) -> bool:
-        path = self._path(instance)
+        trace = self._trace(instance)
         k = len(previous_steps)
-        return isinstance(step, str) and k < len(path) and step.strip() == path[k]
+        return isinstance(step, str) and k < len(trace) and step.replace(" ", "") == trace[k]
