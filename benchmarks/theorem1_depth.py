@@ -29,7 +29,10 @@ import torch
 
 from worldsmith.configuration import build
 from worldsmith.envs.decision_chain import depth_difficulty
-from worldsmith.recipes import build_policy, eval_policy
+from worldsmith.policy.model import build_tiny_model
+from worldsmith.policy.sft import sft_examples, train_sft
+from worldsmith.policy.tokenizer import build_char_tokenizer
+from worldsmith.recipes import eval_policy
 from worldsmith.rl.config import RunConfig
 from worldsmith.rl.trainer import Trainer
 from worldsmith.runs import RunDir
@@ -39,8 +42,8 @@ class Reached(Exception):
     pass
 
 
-def config(depths: list[int], seed: int, args, method: str | None = None) -> RunConfig:
-    pool = [{"name": "decision_chain", "difficulty": depth_difficulty(h)} for h in depths]
+def config(depth: int, seed: int, args, method: str | None = None) -> RunConfig:
+    pool = [{"name": "decision_chain", "difficulty": depth_difficulty(depth)}]
     train = {"steps": args.max_steps, "prompts_per_step": args.prompts, "group_size": 8,
              "minibatch_size": args.prompts * 8, "microbatch_size": args.prompts * 8, "seed": seed,
              "checkpoint_every": 0, "loss_cfg": {"clip_low": 0.2, "clip_high": 0.28}}
@@ -50,16 +53,27 @@ def config(depths: list[int], seed: int, args, method: str | None = None) -> Run
     return build(RunConfig, {
         "threads": 1, "model": {"tiny": {"hidden_size": 64, "num_layers": 2, "num_heads": 4,
                                           "intermediate_size": 256}, "init_seed": seed},
-        "pool": pool, "sampling": {"max_new_tokens": 8 * max(depths) + 24},
+        "pool": pool, "sampling": {"max_new_tokens": 8 * depth + 24},
         "sft": {"examples": args.sft_examples, "epochs": 1, "lr": 3e-3, "batch_size": 16},
         "optim": {"lr": 3e-4}, "train": train,
         "eval": {"instances": args.eval_instances, "samples": 4, "greedy": False},
     })
 
 
+def build_start(depths: list[int], seed: int, args):
+    """The tiny model after SFT on ``decision_chain`` at every depth of ``depths`` (equal shares)."""
+    cfg = config(depths[0], seed, args)
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(tokenizer, cfg.model.tiny, seed=seed)
+    specs = [("decision_chain", depth_difficulty(h), 1.0) for h in depths]
+    examples = sft_examples(specs, args.sft_examples, split="train", seed=seed)
+    train_sft(model, tokenizer, examples, epochs=1, lr=3e-3, batch_size=16, seed=seed, progress=False)
+    return model, tokenizer
+
+
 def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
     model0, tokenizer = start
-    cfg = config([depth], seed, args, method)
+    cfg = config(depth, seed, args, method)
     model = copy.deepcopy(model0)
     torch.manual_seed(seed)
     curve = [(0, eval_policy(cfg, model, tokenizer, progress=False)["accuracy_sampled"])]
@@ -106,9 +120,7 @@ def main() -> None:
     torch.set_num_threads(1)
     runs = []
     for seed in seeds:
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.manual_seed(seed)
-            start = build_policy(config(depths, seed, args), RunDir(tmp), progress=False)
+        start = build_start(depths, seed, args)
         for depth in depths:
             for method in methods:
                 runs.append(steps_to_target(start, depth, method, seed, args))
