@@ -161,3 +161,23 @@ def test_a_training_step_logs_the_vppo_metrics():
     for key in ("vppo/rp_fraction", "vppo/steps_per_response", "vppo/prm_calls", "vppo/prm_seconds", "vppo/m_err_none"):
         assert key in row and row[key] == row[key], key
     assert row["vppo/prm_calls"] <= 8
+
+
+def test_compare_knows_vppo_its_simple_prefix_and_the_prm_mix_baseline():
+    from worldsmith.compare import method_config
+
+    cfg = build(RunConfig, {"train": {"vppo": {"shorten": "partial"}}})
+    assert method_config(cfg, "grpo", 0).train.advantage == "grpo"
+    vppo_cfg = method_config(cfg, "vppo", 0).train
+    assert vppo_cfg.advantage == "vppo" and vppo_cfg.vppo.shorten == "partial"
+    simple = method_config(cfg, "vppo_simple", 0).train
+    assert simple.advantage == "vppo" and simple.vppo.shorten == "none"
+    mix = method_config(cfg, "prm_mix", 0).train
+    assert mix.advantage == "grpo" and mix.shaping.prm_mix.enabled
+
+
+def test_prm_mix_adds_the_mean_step_score_to_every_reward():
+    from worldsmith.rl.prm_mix import mixed_rewards
+
+    out = mixed_rewards(torch.tensor([1.0, 0.0, 0.0]), [[1.0, 1.0], [1.0, 0.0, 0.0, 0.0], []], weight=0.5)
+    assert torch.allclose(out, torch.tensor([1.5, 0.125, 0.0]))
