@@ -181,3 +181,34 @@ def test_prm_mix_adds_the_mean_step_score_to_every_reward():
 
     out = mixed_rewards(torch.tensor([1.0, 0.0, 0.0]), [[1.0, 1.0], [1.0, 0.0, 0.0, 0.0], []], weight=0.5)
     assert torch.allclose(out, torch.tensor([1.5, 0.125, 0.0]))
+
+
+def test_prm_mix_in_a_training_step_scores_every_response_and_shapes_its_reward():
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok, build(RunConfig, {}).model.tiny.model_copy(
+        update={"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}))
+    cfg = build(RunConfig, {
+        "pool": [{"name": "arithmetic_chain", "difficulty": 0.3}], "sampling": {"max_new_tokens": 16},
+        "train": {"steps": 1, "prompts_per_step": 2, "group_size": 4, "minibatch_size": 8, "microbatch_size": 8,
+                  "shaping": {"prm_mix": {"enabled": True}}}})
+    trainer = Trainer(cfg, model, tok)
+    seen = {}
+    method = trainer.method("prm_mix")
+    real = method.shape_rewards
+
+    def spy(ctx, rewards):
+        shaped, metrics = real(ctx, rewards)
+        seen.update(rewards=rewards.clone(), shaped=shaped.clone(), texts=list(ctx.rollouts.texts), ctx=ctx)
+        return shaped, metrics
+
+    method.shape_rewards = spy
+    row = trainer.step(0)
+    assert row["prm_mix/prm_calls"] == 8.0
+    from worldsmith.prm import OraclePRM
+    from worldsmith.steps import step_texts
+
+    oracle = OraclePRM(trainer.env_of)
+    for i, text in enumerate(seen["texts"]):
+        scores = oracle.score_steps(seen["ctx"].instances[i], step_texts(text))
+        bonus = sum(scores) / len(scores) if scores else 0.0
+        assert float(seen["shaped"][i]) == pytest.approx(float(seen["rewards"][i]) + bonus)
