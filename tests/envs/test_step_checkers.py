@@ -49,7 +49,7 @@ def test_decision_chain_takes_the_larger_digit_at_every_level():
     env = envs.get("decision_chain")
     inst = {"levels": [[3, 7], [8, 1], [2, 5]]}
     assert env.steps(inst) == ["3|7=7", "8|1=8", "2|5=5"] and env.solve(inst) == "785"
-    assert env.score(inst, "7 8 5") == 1.0 and env.score(inst, "7,8,5") == 1.0
+    assert env.score(inst, " 785 ") == 1.0 and env.score(inst, "7,8,5") == 0.0 and env.score(inst, "7 8 5") == 0.0
     assert env.score(inst, "783") == 0.0 and env.score(inst, "78") == 0.0 and env.score(inst, "7-8-5") == 0.0
     assert env.check_step(inst, ["3|7=7"], "8 | 1 = 8") and not env.check_step(inst, ["3|7=7"], "8|1=1")
     assert not env.check_step(inst, ["3|7=7"], "8|2=8") and not env.check_step(inst, [], "8|1=8")

@@ -8,8 +8,8 @@ verifier can say which decision went wrong first. A policy that guesses each lev
 probability 2^-H.
 
 Difficulty sets the depth: H = 1 + round(15 * difficulty), so ``depth_difficulty(H)`` = (H - 1) / 15
-gives depths 1 to 16 exactly. The answer is compared as digits: spaces and commas between them are
-ignored, anything else fails.
+gives depths 1 to 16 exactly. The answer must be exactly the H digits (``"785"``): separators,
+signs or anything else fail, so ``"7,8,5"`` is not read as the number 785 either way.
 """
 
 from __future__ import annotations
@@ -63,8 +63,7 @@ class DecisionChain(Environment):
     def score(self, instance: dict, answer: str) -> float:
         if not isinstance(answer, str):
             return 0.0
-        digits = answer.replace(",", " ").split()
-        text = "".join(digits)
+        text = answer.strip()
         return float(text.isascii() and text.isdigit() and text == self.solve(instance))
 
     def steps(self, instance: dict) -> list[str]:
