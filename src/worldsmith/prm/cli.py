@@ -81,11 +81,12 @@ def cmd_prm_train(args: argparse.Namespace) -> int:
         traces += make_traces(envs.get(name), args.traces, "train", diff, seed=args.seed)
     _say(f"prm train: {len(traces)} labelled traces from {len(specs)} environment(s), train-split problems")
     try:
-        prm, stats = train_prm(traces, init=args.init, epochs=args.epochs, lr=args.lr, seed=args.seed,
+        prm, stats = train_prm(traces, init=args.init, epochs=args.epochs, lr=args.lr, seed=args.seed, pool=args.pool,
                                on_epoch=lambda e, loss: _say(f"epoch {e + 1}/{args.epochs}: loss {loss:.4f}"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"prm train: {str(exc).splitlines()[0]}") from None
     prm.info = {"envs": [list(s) for s in specs], "traces": len(traces), "epochs": args.epochs, "lr": args.lr,
+                "pool": args.pool,
                 "init": args.init, "seed": args.seed, **stats}
     prm.save(out)
     rows = evaluate_prm(prm, specs, args.eval_traces, args.threshold, args.seed, {n for n, _ in specs})
@@ -129,6 +130,8 @@ def add_prm(sub) -> None:
     t.add_argument("--epochs", type=positive_int, default=3)
     t.add_argument("--lr", type=commands.temperature, default=2e-3, help="AdamW learning rate")
     t.add_argument("--init", help="a local policy folder (e.g. a `worldsmith base` policy) as the backbone")
+    t.add_argument("--pool", choices=("min", "last"), default="min",
+                   help="a step's score: its least confident token (min) or its closing newline (last)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=positive_int, help="torch CPU threads")
     t.add_argument("--eval-traces", type=positive_int, default=200, help="held-out traces per environment")

@@ -1,8 +1,10 @@
 """A discriminative process reward model: a small causal transformer with a step-score head.
 
-The input is the problem's prompt, a newline, then each step followed by a newline; the score of
-step k is sigmoid(w . h + b) at the hidden state h of step k's closing newline, so it sees the
-problem and steps 0..k. The backbone is the tiny transformer the lab builds from config, or any
+The input is the problem's prompt, a newline, then each step followed by a newline. A linear head
+gives every token a logit w . h + b from its final hidden state; step k's score is the sigmoid of
+the smallest logit over its tokens (``pool="min"``, the default: one token that does not fit the
+problem is enough to reject the step, and each token sees the problem and everything before it)
+or of the logit at its closing newline (``pool="last"``). The backbone is the tiny transformer the lab builds from config, or any
 local policy folder (``init``: e.g. a base policy from ``worldsmith base build``) with its
 tokenizer. Training is binary cross-entropy on oracle labels (``worldsmith.prm.data``): the steps
 before a trace's first error are positives, the first error a negative, later steps unlabelled.
@@ -30,18 +32,31 @@ from worldsmith.prm.data import LabelledTrace
 HEAD_FILE, INFO_FILE, BACKBONE = "head.pt", "prm.json", "backbone"
 
 
-def encode_trace(tokenizer, prompt: str, steps: Sequence[str], context: int) -> tuple[list[int], list[int]]:
-    """Token ids of the PRM's input and the position of each step's closing newline (-1 for a
-    step cut off by the context window)."""
+def encode_trace(tokenizer, prompt: str, steps: Sequence[str], context: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of the PRM's input and each step's token span ``[start, end]`` (end = its closing
+    newline; ``(-1, -1)`` for a step cut off by the context window)."""
     def ids(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    out, positions = ids(prompt + "\n"), []
+    out, spans = ids(prompt + "\n"), []
     for step in steps:
+        start = len(out)
         out += ids(step.replace("\n", " ") + "\n")
-        positions.append(len(out) - 1)
+        spans.append((start, len(out) - 1))
     cut = max(0, len(out) - context)
-    return out[cut:], [p - cut if p >= cut else -1 for p in positions]
+    return out[cut:], [(max(a, cut) - cut, b - cut) if b >= cut else (-1, -1) for a, b in spans]
+
+
+def step_logits(token_logits: torch.Tensor, spans: Sequence[tuple[int, int]], pool: str) -> list[torch.Tensor | None]:
+    """One logit per step from a row's token logits (L,): the minimum over the step's span, or its
+    last token's; None for a step outside the window."""
+    out = []
+    for a, b in spans:
+        if b < 0:
+            out.append(None)
+        else:
+            out.append(token_logits[a : b + 1].min() if pool == "min" else token_logits[b])
+    return out
 
 
 class StepScorer(torch.nn.Module):
@@ -76,6 +91,7 @@ class TrainedPRM(PRM):
         super().__init__()
         self.scorer, self.tokenizer = scorer.eval(), tokenizer
         self.info = dict(info or {})
+        self.pool = self.info.get("pool", "last")  # folders saved before pooling was a choice used "last"
         self.batch_size = batch_size
         self.context = int(scorer.backbone.config.max_position_embeddings)
 
@@ -87,9 +103,10 @@ class TrainedPRM(PRM):
         for s in range(0, len(items), self.batch_size):
             chunk = [encode_trace(self.tokenizer, inst.prompt, steps, self.context) for inst, steps in items[s : s + self.batch_size]]
             ids, mask = _pad([c[0] for c in chunk], pad)
-            probs = torch.sigmoid(self.scorer(ids, mask))  # (b, L)
-            for row, (_, positions) in enumerate(chunk):
-                out.append([float(probs[row, p]) if p >= 0 else 0.0 for p in positions])
+            logits = self.scorer(ids, mask)  # (b, L)
+            for row, (_, spans) in enumerate(chunk):
+                out.append([float(torch.sigmoid(x)) if x is not None else 0.0
+                            for x in step_logits(logits[row], spans, self.pool)])
         return out
 
     def score_steps(self, instance: Instance, steps: Sequence[str]) -> list[float]:
@@ -121,12 +138,13 @@ class TrainedPRM(PRM):
 
 
 def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=None, epochs: int = 3,
-              lr: float = 3e-3, batch_size: int = 32, seed: int = 0,
+              lr: float = 3e-3, batch_size: int = 32, seed: int = 0, pool: str = "min",
               on_epoch: Callable[[int, float], None] | None = None) -> tuple[TrainedPRM, dict]:
     """Fit a PRM on ``traces``; returns it and ``{"loss_first", "loss_final", "examples", "seconds"}``.
 
     ``init``: a policy folder for the backbone (its tokenizer too); else a tiny model built from
     ``tiny`` (a ``TinyModelConfig``) with the lab's character tokenizer, initialised from ``seed``.
+    ``pool``: how a step's score comes from its tokens (``min`` or ``last``, see the module doc).
     AdamW at a constant ``lr``; ``on_epoch(epoch, mean_loss)`` after each epoch.
     """
     from worldsmith.policy.model import build_tiny_model, load_policy
@@ -144,9 +162,9 @@ def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=
     context = int(backbone.config.max_position_embeddings)
     rows = []
     for t in traces:
-        ids, positions = encode_trace(tokenizer, t.instance.prompt, t.steps, context)
+        ids, spans = encode_trace(tokenizer, t.instance.prompt, t.steps, context)
         last = len(t.steps) if t.first_error is None else t.first_error + 1
-        labels = [(p, 1.0 if k != t.first_error else 0.0) for k, p in enumerate(positions[:last]) if p >= 0]
+        labels = [(span, 1.0 if k != t.first_error else 0.0) for k, span in enumerate(spans[:last]) if span[1] >= 0]
         if labels:
             rows.append((ids, labels))
     optimizer = torch.optim.AdamW(scorer.parameters(), lr=lr)
@@ -160,10 +178,10 @@ def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=
             chunk = rows[s : s + batch_size]
             ids, mask = _pad([r[0] for r in chunk], pad)
             logits = scorer(ids, mask)  # (b, L)
-            at_rows = torch.tensor([i for i, (_, lab) in enumerate(chunk) for _ in lab])
-            at_cols = torch.tensor([p for _, lab in chunk for p, _ in lab])
+            picked = torch.stack([x for i, (_, lab) in enumerate(chunk)
+                                  for x in step_logits(logits[i], [span for span, _ in lab], pool)])
             target = torch.tensor([y for _, lab in chunk for _, y in lab])
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[at_rows, at_cols], target)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(picked, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
@@ -176,4 +194,4 @@ def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=
              "seconds": time.perf_counter() - started}
     if not all(math.isfinite(v) for v in losses):
         raise ValueError("PRM training diverged (non-finite loss); lower the learning rate")
-    return TrainedPRM(scorer.eval(), tokenizer), stats
+    return TrainedPRM(scorer.eval(), tokenizer, {"pool": pool}), stats
