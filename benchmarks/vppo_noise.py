@@ -36,14 +36,14 @@ def main() -> None:
     p.add_argument("--base", required=True, help="a finished compare folder with grpo runs")
     p.add_argument("--config", required=True, help="the compare's config file")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--noise", default="0,0.5,1", help="first-error corruption rates of the oracle")
+    p.add_argument("--noise", default="0,0.5,1", help="first-error corruption rates of the oracle ('' for none)")
     p.add_argument("--prm", default=None, help="a `worldsmith prm train` folder (adds a trained-PRM variant)")
     p.add_argument("--judge", action="store_true", help="add the policy judging its own steps")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     base, out = pathlib.Path(args.base), pathlib.Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
-    variants = {f"oracle_noise_{x}": [f"train.vppo.prm.noise={x}"] for x in args.noise.split(",")}
+    variants = {f"oracle_noise_{x}": [f"train.vppo.prm.noise={x}"] for x in args.noise.split(",") if x}
     if args.prm:
         variants["trained"] = ["train.vppo.prm.kind=trained", f"train.vppo.prm.path={args.prm}"]
     if args.judge:
