@@ -4,6 +4,7 @@ backend and the real HTTP backend), corrupted traces, ProcessBench figures and a
 import json
 
 import pytest
+import torch
 from local_server import LocalServerDouble, QuietHandler
 
 from worldsmith import envs
@@ -178,3 +179,18 @@ def test_a_trained_prm_ranks_held_out_first_errors_below_good_steps():
     before_error = [s[k] for t, s in zip(held_out, scores) for k in range(t.first_error or 0)]
     at_error = [s[t.first_error] for t, s in zip(held_out, scores) if t.first_error is not None]
     assert sum(before_error) / len(before_error) > sum(at_error) / len(at_error)
+
+
+def test_step_logits_pool_a_steps_tokens_and_encode_trace_marks_each_steps_span():
+    from worldsmith.prm.trained import encode_trace, step_logits
+
+    logits = torch.tensor([0.0, 3.0, -1.0, 2.0, 5.0, 4.0])
+    spans = [(1, 3), (4, 5), (-1, -1)]
+    assert [float(x) for x in step_logits(logits, spans[:2], "min")] == [-1.0, 4.0]
+    assert [float(x) for x in step_logits(logits, spans[:2], "last")] == [2.0, 4.0]
+    assert step_logits(logits, spans, "min")[2] is None
+    tok = build_char_tokenizer()
+    ids, got = encode_trace(tok, "ab", ["c", "de"], context=64)
+    assert len(ids) == len("ab\nc\nde\n") and got == [(3, 4), (5, 7)]
+    cut, got = encode_trace(tok, "ab", ["c", "de"], context=4)
+    assert len(cut) == 4 and got == [(0, 0), (1, 3)]  # the first step's newline is the window's first token

@@ -130,8 +130,8 @@ def add_prm(sub) -> None:
     t.add_argument("--epochs", type=positive_int, default=3)
     t.add_argument("--lr", type=commands.temperature, default=2e-3, help="AdamW learning rate")
     t.add_argument("--init", help="a local policy folder (e.g. a `worldsmith base` policy) as the backbone")
-    t.add_argument("--pool", choices=("min", "last"), default="min",
-                   help="a step's score: its least confident token (min) or its closing newline (last)")
+    t.add_argument("--pool", choices=("last", "min"), default="last",
+                   help="a step's score: at its closing newline (last) or its least confident token (min)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=positive_int, help="torch CPU threads")
     t.add_argument("--eval-traces", type=positive_int, default=200, help="held-out traces per environment")

@@ -2,9 +2,9 @@
 
 The input is the problem's prompt, a newline, then each step followed by a newline. A linear head
 gives every token a logit w . h + b from its final hidden state; step k's score is the sigmoid of
-the smallest logit over its tokens (``pool="min"``, the default: one token that does not fit the
-problem is enough to reject the step, and each token sees the problem and everything before it)
-or of the logit at its closing newline (``pool="last"``). The backbone is the tiny transformer the lab builds from config, or any
+the logit at its closing newline (``pool="last"``, the default: it sees the problem and steps
+0..k), or of the smallest logit over the step's tokens (``pool="min"``: one token that does not
+fit is enough to reject the step). On decision_chain the closing newline scored the better F1. The backbone is the tiny transformer the lab builds from config, or any
 local policy folder (``init``: e.g. a base policy from ``worldsmith base build``) with its
 tokenizer. Training is binary cross-entropy on oracle labels (``worldsmith.prm.data``): the steps
 before a trace's first error are positives, the first error a negative, later steps unlabelled.
@@ -91,7 +91,7 @@ class TrainedPRM(PRM):
         super().__init__()
         self.scorer, self.tokenizer = scorer.eval(), tokenizer
         self.info = dict(info or {})
-        self.pool = self.info.get("pool", "last")  # folders saved before pooling was a choice used "last"
+        self.pool = self.info.get("pool", "last")
         self.batch_size = batch_size
         self.context = int(scorer.backbone.config.max_position_embeddings)
 
@@ -138,7 +138,7 @@ class TrainedPRM(PRM):
 
 
 def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=None, epochs: int = 3,
-              lr: float = 3e-3, batch_size: int = 32, seed: int = 0, pool: str = "min",
+              lr: float = 3e-3, batch_size: int = 32, seed: int = 0, pool: str = "last",
               on_epoch: Callable[[int, float], None] | None = None) -> tuple[TrainedPRM, dict]:
     """Fit a PRM on ``traces``; returns it and ``{"loss_first", "loss_final", "examples", "seconds"}``.
 
