@@ -14,6 +14,8 @@ from worldsmith.rl.g2rl import G2RLConfig
 from worldsmith.rl.losses import LossConfig
 from worldsmith.rl.mssr import MSSRConfig
 from worldsmith.rl.pool import PoolEntry
+from worldsmith.rl.prm_mix import PRMMixConfig
+from worldsmith.rl.vppo import VPPOConfig
 from worldsmith.tracking import TrackingSection
 
 
@@ -44,6 +46,8 @@ class SamplingSection(Strict):
 
 class ShapingSection(Strict):
     g2rl: G2RLConfig = Field(default_factory=G2RLConfig, description="G2RL gradient-guided novelty (spec §5).")
+    prm_mix: PRMMixConfig = Field(default_factory=PRMMixConfig, description="Mean PRM step score added to the "
+                                  "outcome reward (VPPO's 'Mixed' baseline).")
 
 
 class SFTSection(Strict):
@@ -78,6 +82,8 @@ class TrainSection(Strict):
                                     "to the graded rewards before the advantage estimator.")
     mssr: MSSRConfig = Field(default_factory=MSSRConfig, description="The value tracker of advantage='mssr' "
                              "(its shaping coefficients are in advantage_cfg).")
+    vppo: VPPOConfig = Field(default_factory=VPPOConfig, description="Reward prefixes of advantage='vppo' "
+                             "(spec §3): the PRM, alpha, the shortening, ReLU.")
     failure_reward: float = Field(0.0, description="Replaces an invalid reward (NaN, None, a raise, out of range).")
     grade_timeout_s: float = Field(10.0, gt=0.0, description="A grader call taking longer counts as invalid.")
     checkpoint_every: int = Field(25, ge=0, description="Steps between checkpoints (0 = only at the end).")
