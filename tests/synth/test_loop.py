@@ -53,7 +53,7 @@ class RecordedProgramsPolicyDouble(HFBackend):
         self.completions = completions
         self.calls = 0
 
-    def _generate_batch(self, prompt_ids, params, generator, processor):
+    def _generate_batch(self, prompt_ids, params, generator, processor, uniforms=None):
         out = []
         for ids in prompt_ids:
             text = self.completions[self.calls % len(self.completions)]
