@@ -83,7 +83,7 @@ def make_pair(env: ImageEnvironment, seed: int, category: str, index: int, diffi
 
 def generate_benchmark(per_category: int, split: str = "eval", difficulty: float = 0.5) -> list[PreferencePair]:
     """``per_category`` pairs of each category, cycling over the category's environments."""
-    pairs = []
+    pairs = []  # the `worldsmith vision bench` command repeats this loop with a progress bar
     for c, category in enumerate(CATEGORIES):
         sources = [registry.get(name) for name in SOURCES[category]]
         for i in range(per_category):
