@@ -16,6 +16,8 @@ from eval seeds by default, so a judge trained on train-seed pairs is scored on 
 
 from __future__ import annotations
 
+import ast
+import operator
 import random
 from collections.abc import Sequence
 
@@ -43,6 +45,31 @@ def _bump(value: object, rng: random.Random) -> object:
     return rng.choice([c for c in COLOURS if c != value])
 
 
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Pow: operator.pow}
+_CALLS = {"abs": abs, "round": round}
+
+
+def evaluate(expr: str, values: dict) -> int | float:
+    """The value of one of our traces' expressions (names, integers, + - * **, abs, round) over
+    ``values``, by walking its syntax tree: traces are ours, yet nothing here runs code."""
+
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        if isinstance(node, ast.Name):
+            return values[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS
+                and len(node.args) == 1 and not node.keywords):
+            return _CALLS[node.func.id](walk(node.args[0]))
+        raise ValueError(f"unsupported expression {ast.dump(node)[:60]}")
+
+    return walk(ast.parse(expr, mode="eval"))
+
+
 def make_pair(env: ImageEnvironment, seed: int, category: str, index: int, difficulty: float = 0.5) -> PreferencePair:
     """One pair of ``category`` from the instance of ``seed`` (deterministic)."""
     inst = env.sample(seed, difficulty)
@@ -62,11 +89,11 @@ def make_pair(env: ImageEnvironment, seed: int, category: str, index: int, diffi
         k = rng.choice([i for i, f in enumerate(trace) if f.stage == "perception"])
         wrong = list(facts)
         wrong[k] = (trace[k].key, _bump(trace[k].value, rng))
-        namespace = {f.var: v for f, (_, v) in zip(trace, wrong)}
+        values = {f.var: v for f, (_, v) in zip(trace, wrong)}
         for i, f in enumerate(trace):  # recompute what follows from the misread fact
             if f.expr is not None:
-                namespace[f.var] = eval(f.expr, {"__builtins__": {}, "abs": abs, "round": round}, dict(namespace))  # noqa: S307  our own trace, not a response
-                wrong[i] = (f.key, namespace[f.var])
+                values[f.var] = evaluate(f.expr, values)
+                wrong[i] = (f.key, values[f.var])
         bad = _say(wrong, wrong[-1][1])
         detail = f"misread {trace[k].key}"
     elif category == "reasoning":
