@@ -28,6 +28,7 @@ import json
 import random
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from worldsmith.envs.answers import parse_int
@@ -47,6 +48,10 @@ TRACE_HINT = "Write each fact you read and each value you compute on its own lin
 _KEY_RE = re.compile(r"[^a-z0-9]+")
 #: Per thread: whether ``generate`` leaves the picture to ``sample`` (see ``ImageEnvironment.sample``).
 _DRAWING = threading.local()
+#: How many recent pictures ``ImageEnvironment.image_of`` keeps (about 2 KB each).
+IMAGE_CACHE = 4096
+_IMAGES: OrderedDict[tuple[str, str], dict] = OrderedDict()
+_IMAGES_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,23 @@ class ImageEnvironment(Environment):
         return {"scene": scene, "image": self.image_of(scene)}
 
     def image_of(self, scene: dict) -> dict:
-        """The instance's image entry: the scene's PNG as base64, with its size."""
+        """The instance's image entry: the scene's PNG as base64, with its size.
+
+        Recent pictures are kept (``IMAGE_CACHE`` scenes per process): evaluation and the contract
+        battery sample the same seeds again and again, and drawing is most of a sample's cost."""
+        key = (self.name, json.dumps(scene, sort_keys=True))
+        with _IMAGES_LOCK:
+            entry = _IMAGES.get(key)
+            if entry is not None:
+                _IMAGES.move_to_end(key)
+                return dict(entry)
         width, height = scene["size"]
-        return {"png_b64": to_b64(self.image_png(scene)), "width": width, "height": height}
+        entry = {"png_b64": to_b64(self.image_png(scene)), "width": width, "height": height}
+        with _IMAGES_LOCK:
+            _IMAGES[key] = entry
+            while len(_IMAGES) > IMAGE_CACHE:
+                _IMAGES.popitem(last=False)
+        return dict(entry)
 
     def sample(self, seed: int, difficulty: float = 0.0):
         """The framework's ``sample``, drawing the picture once, for the accepted draw only.
