@@ -146,3 +146,14 @@ def test_image_ablation_separates_seeing_from_guessing():
     assert report["image_gain"] == pytest.approx(1.0 - guessed) and report["prior_share"] == pytest.approx(guessed)
     blind = image_ablation(env, instances, lambda prompt, png: env.wrap("3"))
     assert blind["image_gain"] == 0.0
+
+
+def test_hanging_and_oversized_programs_fail_the_executable_level_only():
+    env, inst = _chart()
+    steps = "\n".join(env.steps(inst.data))
+    cfg = VerifyConfig(wall_s=1.0)
+    hang = verify(env, inst, f"{steps}\n<program>\nwhile True:\n    pass\n</program>\n" + env.wrap(inst.reference), cfg)
+    assert hang.executable.status == "timeout"
+    assert hang.executable.score == 0.0 and hang.reward == pytest.approx(0.5) and attribute(hang) == "alignment"
+    huge = verify(env, inst, f"{steps}\n<program>\n" + "x = 1\n" * 1000 + "</program>\n" + env.wrap(inst.reference), cfg)
+    assert huge.executable.status == "too_long" and huge.executable.score == 0.0
