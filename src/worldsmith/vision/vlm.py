@@ -61,7 +61,7 @@ def build_tiny_vlm(cfg: TinyVLMConfig | None = None, seed: int = 0):
     The weights depend only on ``(cfg, seed)``; the global torch RNG is left as it was.
     """
     from transformers import (
-        CLIPImageProcessor,
+        CLIPImageProcessorPil,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
@@ -77,7 +77,8 @@ def build_tiny_vlm(cfg: TinyVLMConfig | None = None, seed: int = 0):
     tokenizer = build_char_tokenizer()
     tokenizer.add_tokens([IMAGE_TOKEN], special_tokens=True)
     tokenizer.chat_template = TINY_CHAT_TEMPLATE
-    image_processor = CLIPImageProcessor(
+    # the Pillow image processor: the torchvision one needs a package worldsmith does not install
+    image_processor = CLIPImageProcessorPil(
         size={"height": cfg.image_size, "width": cfg.image_size}, do_center_crop=False,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])  # the whole picture, squeezed: no crop
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=cfg.patch_size,
