@@ -35,3 +35,27 @@ def test_plugin_gates_a_misread_right_answer_and_leaves_text_rows_alone():
     assert metrics["hybrid_verification/gated_right_answers"] == 1.0
     assert metrics["hybrid_verification/stage_perception"] == 1.0
     assert plugin.state_dict() == {"gated_total": 1}
+
+
+@pytest.mark.slow
+def test_plugin_runs_inside_the_trainer_on_an_image_environment(tmp_path):
+    from worldsmith.configuration import build
+    from worldsmith.policy.model import build_tiny_model
+    from worldsmith.policy.tokenizer import build_char_tokenizer
+    from worldsmith.rl.config import RunConfig
+    from worldsmith.rl.trainer import Trainer
+    from worldsmith.runs import RunDir
+
+    cfg = build(RunConfig, {
+        "model": {"tiny": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}},
+        "pool": [{"name": "vis_chart"}],
+        "sampling": {"max_new_tokens": 6},
+        "train": {"steps": 1, "prompts_per_step": 2, "group_size": 2, "minibatch_size": 4,
+                  "microbatch_size": 4, "checkpoint_every": 1, "seed": 1},
+    })
+    tok = build_char_tokenizer()
+    trainer = Trainer(cfg, build_tiny_model(tok, cfg.model.tiny, seed=0), tok,
+                      methods=[lambda t: HybridVerification(t)])
+    rows = trainer.fit(RunDir(tmp_path), progress=False)
+    assert rows[0]["hybrid_verification/reward"] == 0.0  # an untrained policy states no right answer
+    assert rows[0]["hybrid_verification/answer_accuracy"] == 0.0
