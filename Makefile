@@ -21,6 +21,11 @@ setup: $(STAMP)
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null 2>&1 || true; \
 	  if $(BWRAP_WORKS); then echo "bubblewrap works"; else echo "$(BWRAP_NOTE)"; fi; \
 	else echo "$(BWRAP_NOTE)"; fi
+	@# headless chromium checks `worldsmith report` pages in the tests (they skip without it)
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || true; \
+	fi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)

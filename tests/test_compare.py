@@ -206,7 +206,8 @@ def test_the_command_refuses_an_unknown_method_without_a_traceback(config_path, 
                            "grpo,nope", "--out", str(tmp_path / "cmp")], capture_output=True, text=True,
                           timeout=120, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == "error: unknown method 'nope'; valid methods: grpo, mixed_cuts, mssr, g2rl"
+    assert done.stderr.strip() == ("error: unknown method 'nope'; valid methods: grpo, mixed_cuts, mssr, g2rl, vppo, "
+                                   "vppo_simple, prm_mix")
 
 
 def test_parse_seeds():

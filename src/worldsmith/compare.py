@@ -73,6 +73,22 @@ def _g2rl(cfg: dict) -> dict:
     return cfg
 
 
+def _vppo(cfg: dict) -> dict:
+    cfg["train"]["advantage"] = "vppo"
+    return cfg
+
+
+def _vppo_simple(cfg: dict) -> dict:
+    cfg["train"]["advantage"] = "vppo"
+    cfg["train"]["vppo"]["shorten"] = "none"
+    return cfg
+
+
+def _prm_mix(cfg: dict) -> dict:
+    cfg["train"]["shaping"]["prm_mix"]["enabled"] = True
+    return cfg
+
+
 @dataclass(frozen=True)
 class Method:
     """One compared method: how it changes the user's config, and the training metrics (keys of
@@ -94,6 +110,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            ("entropy", "mssr/psi_mean", "mssr/rho", "mssr/value_std")),
     Method("g2rl", "train.shaping.g2rl on", _g2rl,
            ("groups/zero_variance_fraction", "entropy", "g2rl/nu_std", "g2rl/cosine_mean")),
+    Method("vppo", "train.advantage vppo (reward prefixes before the PRM's first error; train.vppo)", _vppo,
+           ("entropy", "vppo/rp_fraction", "vppo/steps_per_response", "vppo/m_err_1", "vppo/prm_seconds")),
+    Method("vppo_simple", "vppo with the unshortened prefix (train.vppo.shorten none)", _vppo_simple,
+           ("entropy", "vppo/rp_fraction", "vppo/steps_per_response", "vppo/m_err_1", "vppo/prm_seconds")),
+    Method("prm_mix", "train.shaping.prm_mix on (mean PRM step score added to the reward)", _prm_mix,
+           ("groups/zero_variance_fraction", "entropy", "prm_mix/step_score_mean")),
 )}
 
 
@@ -263,6 +285,7 @@ def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progr
     from worldsmith.report.plots import plot_training
     from worldsmith.rl.trainer import Trainer
     from worldsmith.runs import RunDir
+    from worldsmith.tracking import attach
 
     mcfg = method_config(cfg, method, seed)
     run = RunDir(out / "runs" / f"{method}-s{seed}")
@@ -274,6 +297,7 @@ def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progr
     model, tokenizer = load_policy(init, lora=mcfg.model.lora, progress=False)
     ref = load_policy(init, progress=False)[0] if mcfg.train.loss_cfg.kl_coef > 0 else None
     dump(mcfg, run.root / "config.yaml")
+    attach(run, mcfg, group=mcfg.tracking.group or out.resolve().name)  # report_to trackers, one run each
     trainer = Trainer(mcfg, model, tokenizer, ref_model=ref)
     resumed_from = trainer.step_index if trainer.resume(run) else None
     if resumed_from is not None:

@@ -47,7 +47,7 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config, e.g. train.steps=50")
     p.add_argument("--methods", default="grpo,mixed_cuts,mssr,g2rl",
                    help="comma-separated, the first is the baseline of the paired differences "
-                        "(grpo, mixed_cuts, mssr, g2rl; default all four)")
+                        "(grpo, mixed_cuts, mssr, g2rl, vppo, vppo_simple, prm_mix; default the first four)")
     p.add_argument("--seeds", default="0-4", help="a range such as 0-4 or a list such as 0,2,5 (default 0-4)")
     p.add_argument("--out", required=True, help="comparison folder; rerun the same command to finish it")
     p.set_defaults(func=cmd_compare)

@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from worldsmith import tracking
 from worldsmith.configuration import ConfigError, dump, flatten
 from worldsmith.distributed import main_first, on_main
 from worldsmith.eval.runner import evaluate
@@ -87,6 +88,7 @@ def open_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool) -> RunDir:
         torch.set_num_threads(cfg.threads)
     run = RunDir(out)
     on_main(lambda: _prepare_run(cfg, run, resume))
+    tracking.attach(run, cfg)  # report_to: trackers get each metrics row; only a process that logs starts them
     return run
 
 

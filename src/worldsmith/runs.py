@@ -71,6 +71,7 @@ class RunDir:
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = pathlib.Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.trackers = None  # experiment trackers fed each row and closed by the summary (worldsmith.tracking)
 
     @property
     def metrics_path(self) -> pathlib.Path:
@@ -84,6 +85,8 @@ class RunDir:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(_plain(row)) + "\n")
             f.flush()
+        if self.trackers is not None:
+            self.trackers.log(row)
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
@@ -103,6 +106,8 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.root / "summary.json", summary)
+        if self.trackers is not None:
+            self.trackers.finish(summary)
 
     def latest_checkpoint(self) -> pathlib.Path | None:
         """The newest intact ``step_N.pt``, or None. Newer ones that cannot be read back, and

@@ -137,14 +137,16 @@ def summarise(records: Iterable[EvalRecord | Mapping], k: int | None = None) -> 
 
 
 def step_validity(env, instance, response: str) -> bool | None:
-    """Whether every step of ``response`` passes ``env.check_step`` in order: the non-empty lines
-    before its final answer, at least one of them. None when the environment checks no steps (or is
-    not an ``Environment``, e.g. a sandboxed program)."""
+    """Whether every step of ``response`` passes ``env.check_step`` in order: its steps before the
+    final answer (``worldsmith.steps.split_steps``: "Step k:" markers, else non-empty lines), at
+    least one of them. None when the environment checks no steps (or is not an ``Environment``,
+    e.g. a sandboxed program)."""
+    from worldsmith.steps import step_texts
+
     has_steps = getattr(env, "has_steps", None)
     if has_steps is None or not has_steps():
         return None
-    body = response.rsplit("<answer>", 1)[0] if "<answer>" in response else response
-    steps = [line.strip() for line in body.splitlines() if line.strip()]
+    steps = step_texts(response)
     if not steps:
         return False
     data = instance.data

@@ -14,6 +14,9 @@ from worldsmith.rl.g2rl import G2RLConfig
 from worldsmith.rl.losses import LossConfig
 from worldsmith.rl.mssr import MSSRConfig
 from worldsmith.rl.pool import PoolEntry
+from worldsmith.rl.prm_mix import PRMMixConfig
+from worldsmith.rl.vppo import VPPOConfig
+from worldsmith.tracking import TrackingSection
 
 
 class ModelSection(Strict):
@@ -43,6 +46,8 @@ class SamplingSection(Strict):
 
 class ShapingSection(Strict):
     g2rl: G2RLConfig = Field(default_factory=G2RLConfig, description="G2RL gradient-guided novelty (spec §5).")
+    prm_mix: PRMMixConfig = Field(default_factory=PRMMixConfig, description="Mean PRM step score added to the "
+                                  "outcome reward (VPPO's 'Mixed' baseline).")
 
 
 class SFTSection(Strict):
@@ -77,6 +82,8 @@ class TrainSection(Strict):
                                     "to the graded rewards before the advantage estimator.")
     mssr: MSSRConfig = Field(default_factory=MSSRConfig, description="The value tracker of advantage='mssr' "
                              "(its shaping coefficients are in advantage_cfg).")
+    vppo: VPPOConfig = Field(default_factory=VPPOConfig, description="Reward prefixes of advantage='vppo' "
+                             "(spec §3): the PRM, alpha, the shortening, ReLU.")
     failure_reward: float = Field(0.0, description="Replaces an invalid reward (NaN, None, a raise, out of range).")
     grade_timeout_s: float = Field(10.0, gt=0.0, description="A grader call taking longer counts as invalid.")
     checkpoint_every: int = Field(25, ge=0, description="Steps between checkpoints (0 = only at the end).")
@@ -120,6 +127,27 @@ class RunConfig(Strict):
     optim: OptimSection = Field(default_factory=OptimSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    report_to: list[str] = Field(default_factory=list, description=(
+        "Experiment trackers that get every metrics row beside metrics.jsonl: tensorboard, wandb, "
+        "trackio, mlflow (docs/tracking.md)."))
+    tracking: TrackingSection = Field(default_factory=TrackingSection, description=(
+        "Project, run name and group of the run in the report_to trackers."))
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers(cls, names: list[str]) -> list[str]:
+        from worldsmith.tracking import check_available
+
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is named twice")
+        try:
+            check_available(names)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        except ValueError as exc:  # a missing package: its one line, without the key it already names
+            raise ValueError(str(exc).removeprefix("report_to: ")) from None
+        return names
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:

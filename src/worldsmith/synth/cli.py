@@ -17,6 +17,24 @@ from worldsmith import commands
 from worldsmith.commands import EXIT_FAILED, UsageError
 
 
+def _read_program(path: str) -> str:
+    """The text of a candidate program file; a missing, huge or unreadable file is a ``UsageError``."""
+    from worldsmith.synth.gates import GateConfig
+
+    if not os.path.isfile(path):
+        raise UsageError(f"validate: no such file: {path}")
+    limit = GateConfig.model_fields["max_source_chars"].default
+    try:
+        size = os.path.getsize(path)
+        if size > 4 * limit:  # never read or parse a huge file: UTF-8 is at most 4 bytes a character
+            raise UsageError(f"validate: {path} is {size} bytes; a candidate program has at most {limit} "
+                             "characters")
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"validate: cannot read {path}: {exc}") from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -24,18 +42,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from worldsmith.synth.gates import GateConfig, validate
 
     commands.apply_isolation_flag(args)
-    if not os.path.isfile(args.file):
-        raise UsageError(f"validate: no such file: {args.file}")
-    limit = GateConfig.model_fields["max_source_chars"].default
-    try:
-        size = os.path.getsize(args.file)
-        if size > 4 * limit:  # never read or parse a huge file: UTF-8 is at most 4 bytes a character
-            raise UsageError(f"validate: {args.file} is {size} bytes; a candidate program has at most {limit} "
-                             "characters")
-        with open(args.file, encoding="utf-8") as fh:
-            code = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"validate: cannot read {args.file}: {exc}") from None
+    codes = [_read_program(path) for path in args.files]
     values: dict = {}
     if args.seeds is not None:
         values["seeds"] = args.seeds
@@ -50,29 +57,74 @@ def cmd_validate(args: argparse.Namespace) -> int:
         field = str(err["loc"][0]) if err["loc"] else "options"
         where = {"wall_s": "timeout"}.get(field, field.replace("_", "-"))
         raise UsageError(f"validate: --{where}: {err['msg'].removeprefix('Value error, ')}") from None
+    if len(codes) > 1 or args.ray is not None:
+        return _validate_many(args, codes, config)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=FALLBACK_WARNING)
-            verdict = validate(code, config, mode=args.mode)
+            verdict = validate(codes[0], config, mode=args.mode)
     except SandboxUnavailable as exc:
         raise UsageError(f"validate: {exc}" if args.mode == "auto" else f"validate: --mode {args.mode}: {exc}") from None
     if verdict.isolation == "fallback":
         print(f"note: {FALLBACK_WARNING}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"file": args.file, **verdict.to_json()}))
+        print(json.dumps({"file": args.files[0], **verdict.to_json()}))
     else:
         for gate in verdict.gates:
             status = "SKIP" if gate.skipped else ("PASS" if gate.passed else "FAIL")
             print(f"{status}  {gate.name:<18} {gate.seconds:6.2f}s  {gate.reason}")
         outcome = "admitted" if verdict.admitted else f"rejected at {verdict.failed_gate}"
-        print(f"{args.file}: {outcome} (isolation: {verdict.isolation}, {verdict.runs} sandbox runs)")
+        print(f"{args.files[0]}: {outcome} (isolation: {verdict.isolation}, {verdict.runs} sandbox runs)")
     return 0 if verdict.admitted else EXIT_FAILED
+
+
+def _validate_many(args: argparse.Namespace, codes: list[str], config) -> int:
+    """Several files (or ``--ray``): the gates fan out over a Ray cluster or run one after another;
+    one line per file, or one JSON object per file with ``--json``."""
+    import time
+
+    from worldsmith.fanout import Fanout, FanoutError, validate_many
+    from worldsmith.sandbox import FALLBACK_WARNING, SandboxUnavailable, resolve_mode
+
+    try:
+        isolation = resolve_mode(args.mode)
+    except SandboxUnavailable as exc:
+        raise UsageError(f"validate: {exc}" if args.mode == "auto" else f"validate: --mode {args.mode}: {exc}") from None
+    if isolation == "fallback":
+        print(f"note: {FALLBACK_WARNING}", file=sys.stderr)
+    try:
+        pool = Fanout.ray(None if args.ray in (None, "local") else args.ray, workers=args.workers) \
+            if args.ray is not None else Fanout.serial()
+    except FanoutError as exc:
+        raise UsageError(f"validate: {exc}") from None
+    where = f"over Ray ({pool.workers} CPUs)" if pool.distributed else "serially"
+    print(f"validate: {len(codes)} programs {where}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    with pool:
+        verdicts = validate_many(codes, config, mode=args.mode, pool=pool)
+    for path, verdict in zip(args.files, verdicts):
+        if args.json:
+            print(json.dumps({"file": path, **verdict.to_json()}))
+        else:
+            outcome = "admitted" if verdict.admitted else f"rejected at {verdict.failed_gate}"
+            print(f"{'PASS' if verdict.admitted else 'FAIL'}  {path}: {outcome}")
+    if not args.json:
+        admitted = sum(v.admitted for v in verdicts)
+        print(f"{admitted} of {len(verdicts)} admitted in {time.perf_counter() - started:.1f}s {where} "
+              f"(isolation: {isolation})")
+    return 0 if all(v.admitted for v in verdicts) else EXIT_FAILED
 
 
 @commands.register_command("validate")
 def register(sub) -> None:
     p = sub.add_parser("validate", help="admission gates L1-L5 for a candidate environment program (sandboxed)")
-    p.add_argument("file", metavar="FILE.py", help="one Python file defining one Environment subclass")
+    p.add_argument("files", metavar="FILE.py", nargs="+",
+                   help="Python files, each defining one Environment subclass")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="fan the programs out over a Ray cluster: ADDRESS (e.g. auto, ray://host:10001), or a "
+                        "local cluster when given alone (needs the ray extra)")
+    p.add_argument("--workers", type=commands.positive_int,
+                   help="CPUs of the local Ray cluster (default: all of this machine's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--mode", choices=("auto", "bwrap", "fallback"), default="auto",
                    help="sandbox isolation (auto: bwrap; where it cannot run, refuse unless --unsafe-no-isolation)")

@@ -103,6 +103,7 @@ def run_variant(game: str, secure: bool, steps: int, seed: int, out: str | pathl
     from worldsmith.audit.games.self_grading import policy_judge
     from worldsmith.rl.trainer import Trainer
     from worldsmith.runs import RunDir
+    from worldsmith.tracking import attach
 
     env = games.bind(games.make(game, secure=secure, records=records))
     try:
@@ -110,6 +111,7 @@ def run_variant(game: str, secure: bool, steps: int, seed: int, out: str | pathl
         run = RunDir(pathlib.Path(out) / VARIANTS[secure])
         if run.metrics_path.exists():
             raise FileExistsError(f"{run.root} already holds a run; choose another --out")
+        attach(run, cfg, group=pathlib.Path(out).resolve().name)  # report_to trackers, if any
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         model, tokenizer, sft = warm_started_policy(env, cfg, progress)

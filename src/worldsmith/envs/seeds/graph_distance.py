@@ -4,6 +4,8 @@ The graph is a random connected "long" tree (each node joins one of the few node
 before it) plus random shortcut edges, with shuffled labels 1..n, so breadth-first search is
 needed. The target is drawn among the nodes at least half the eccentricity of the source away.
 Difficulty scales the node count (4 to 60) and with it the number of shortcuts (0 to max(1, n/6)).
+Steps: breadth-first search layer by layer until the target is reached; step k is the set of nodes
+at distance k from the source, comma-separated in any order, so the answer is the number of steps.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from worldsmith.envs.answers import parse_int
+from worldsmith.envs.answers import parse_int, parse_int_list
 from worldsmith.envs.contract import Environment, lerp_int, prompt_of
 from worldsmith.envs.registry import register
 
@@ -66,3 +68,19 @@ class GraphDistance(Environment):
         if not isinstance(answer, str):
             return 0.0
         return float(parse_int(answer) == bfs(instance["edges"], instance["source"])[instance["target"]])
+
+    def _layers(self, instance: dict) -> list[list[int]]:
+        dist = bfs(instance["edges"], instance["source"])
+        depth = dist[instance["target"]]
+        return [sorted(v for v, d in dist.items() if d == k) for k in range(1, depth + 1)]
+
+    def steps(self, instance: dict) -> list[str]:
+        return [",".join(str(v) for v in layer) for layer in self._layers(instance)]
+
+    def check_step(self, instance: dict, previous_steps: list[str], step: str) -> bool:
+        layers = self._layers(instance)
+        k = len(previous_steps)
+        if not isinstance(step, str) or k >= len(layers):
+            return False
+        nodes = parse_int_list(step)
+        return nodes is not None and len(nodes) == len(set(nodes)) and sorted(nodes) == layers[k]

@@ -4,13 +4,16 @@ A path starts in the top-left cell, ends in the bottom-right cell, moves only ri
 never enters a blocked cell. The grid is drawn as text rows, ``.`` open and ``#`` blocked; the
 corners are always open and at least one path exists. Difficulty scales the grid from 3..4 up to
 12..18 rows and columns, with about a fifth of the cells blocked.
+Steps: the dynamic programme row by row; step k is the number of paths into each cell of row k,
+comma-separated (0 for a blocked cell), so the last entry of the last step is the answer. For the
+grid ``..`` / ``..`` the steps are ``["1,1", "1,2"]``.
 """
 
 from __future__ import annotations
 
 import random
 
-from worldsmith.envs.answers import parse_int
+from worldsmith.envs.answers import parse_int, parse_int_list
 from worldsmith.envs.contract import Environment, lerp_int, prompt_of
 from worldsmith.envs.registry import register
 
@@ -33,8 +36,9 @@ class GridPaths(Environment):
                 return {"grid": grid}
 
     @staticmethod
-    def _count(grid: list[str]) -> int:
-        ways = [0] * len(grid[0])
+    def _rows(grid: list[str]) -> list[list[int]]:
+        """Paths into every cell, one list per row (the dynamic programme's table)."""
+        ways, table = [0] * len(grid[0]), []
         ways[0] = 1
         for row in grid:
             for j, cell in enumerate(row):
@@ -42,7 +46,12 @@ class GridPaths(Environment):
                     ways[j] = 0
                 elif j > 0:
                     ways[j] += ways[j - 1]
-        return ways[-1]
+            table.append(list(ways))
+        return table
+
+    @classmethod
+    def _count(cls, grid: list[str]) -> int:
+        return cls._rows(grid)[-1][-1]
 
     def solve(self, instance: dict) -> str:
         return str(self._count(instance["grid"]))
@@ -56,3 +65,11 @@ class GridPaths(Environment):
         if not isinstance(answer, str):
             return 0.0
         return float(parse_int(answer) == self._count(instance["grid"]))
+
+    def steps(self, instance: dict) -> list[str]:
+        return [",".join(str(w) for w in row) for row in self._rows(instance["grid"])]
+
+    def check_step(self, instance: dict, previous_steps: list[str], step: str) -> bool:
+        table = self._rows(instance["grid"])
+        k = len(previous_steps)
+        return isinstance(step, str) and k < len(table) and parse_int_list(step) == table[k]

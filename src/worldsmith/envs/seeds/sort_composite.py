@@ -5,6 +5,7 @@ sorted by ``a`` descending, then ``b`` ascending, then name; ties on ``a`` and o
 planted by drawing the integers from small pools. Difficulty scales the number of records (3 to
 40), the name length (1 to 3 letters) and the integer range (0..3 up to -999..999). The records
 are never shown already in sorted order.
+Steps: step k is the k-th name of the sorted order, so the steps spell the answer.
 """
 
 from __future__ import annotations
@@ -57,3 +58,11 @@ class SortComposite(Environment):
             return 0.0
         vocabulary = {r[0] for r in instance["records"]}
         return float(parse_word_list(answer, vocabulary) == self._order(instance["records"]))
+
+    def steps(self, instance: dict) -> list[str]:
+        return self._order(instance["records"])
+
+    def check_step(self, instance: dict, previous_steps: list[str], step: str) -> bool:
+        order = self._order(instance["records"])
+        k = len(previous_steps)
+        return isinstance(step, str) and k < len(order) and step.strip() == order[k]

@@ -1,0 +1,159 @@
+"""VPPO's Theorem 1 as an experiment: RL steps until held-out accuracy reaches a target, GRPO vs
+VPPO (exact step oracle), as the depth H of ``decision_chain`` grows.
+
+For each seed one start policy is built: the tiny char-level model warm-started with a short SFT
+on ``decision_chain`` at every depth in ``--depths`` (so each decision is right most of the time
+and a depth-H chain is right about p^H of the time). For each depth and method a copy trains on
+depth-H problems; every ``--eval-every`` steps its sampled pass@1 on held-out (eval-split)
+problems is measured, and the run stops at the first evaluation at or above ``--target``. A run
+that never gets there reports ``None`` (censored at ``--max-steps``). Prints one JSON line with
+every run's curve and steps-to-target; ``--plot`` draws steps-to-target against H.
+
+    .venv/bin/python benchmarks/theorem1_depth.py --depths 2,3,4,5 --seeds 0 --max-steps 40 --plot theorem1.png
+
+VPPO uses the partial buffer c = 0.1 |o| (with the default c = prompt length the tiny model's
+responses, shorter than their prompts, get no reward prefix at all; see docs/process.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import tempfile
+import time
+
+import torch
+
+from worldsmith.configuration import build
+from worldsmith.envs.decision_chain import depth_difficulty
+from worldsmith.policy.model import build_tiny_model
+from worldsmith.policy.sft import sft_examples, train_sft
+from worldsmith.policy.tokenizer import build_char_tokenizer
+from worldsmith.recipes import eval_policy
+from worldsmith.rl.config import RunConfig
+from worldsmith.rl.trainer import Trainer
+from worldsmith.runs import RunDir
+
+
+class Reached(Exception):
+    pass
+
+
+def config(depth: int, seed: int, args, method: str | None = None) -> RunConfig:
+    pool = [{"name": "decision_chain", "difficulty": depth_difficulty(depth)}]
+    train = {"steps": args.max_steps, "prompts_per_step": args.prompts, "group_size": 8,
+             "minibatch_size": args.prompts * 8, "microbatch_size": args.prompts * 8, "seed": seed,
+             "checkpoint_every": 0, "loss_cfg": {"clip_low": 0.2, "clip_high": 0.28}}
+    if method == "vppo":
+        train |= {"advantage": "vppo", "vppo": {"shorten": "partial", "partial_share": 0.1,
+                                                 "prm": {"noise": args.noise}}}
+    return build(RunConfig, {
+        "threads": 1, "model": {"tiny": {"hidden_size": 64, "num_layers": 2, "num_heads": 4,
+                                          "intermediate_size": 256}, "init_seed": seed},
+        "pool": pool, "sampling": {"max_new_tokens": 8 * depth + 24},
+        "sft": {"examples": args.sft_examples, "epochs": 1, "lr": 3e-3, "batch_size": 16},
+        "optim": {"lr": 3e-4}, "train": train,
+        "eval": {"instances": args.eval_instances, "samples": 4, "greedy": False},
+    })
+
+
+def build_start(depths: list[int], seed: int, args):
+    """The tiny model after SFT on ``decision_chain`` at every depth of ``depths`` (equal shares)."""
+    cfg = config(depths[0], seed, args)
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(tokenizer, cfg.model.tiny, seed=seed)
+    specs = [("decision_chain", depth_difficulty(h), 1.0) for h in depths]
+    examples = sft_examples(specs, args.sft_examples, split="train", seed=seed)
+    train_sft(model, tokenizer, examples, epochs=1, lr=3e-3, batch_size=16, seed=seed, progress=False)
+    return model, tokenizer
+
+
+def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
+    model0, tokenizer = start
+    cfg = config(depth, seed, args, method)
+    model = copy.deepcopy(model0)
+    torch.manual_seed(seed)
+    curve = [(0, eval_policy(cfg, model, tokenizer, progress=False)["accuracy_sampled"])]
+    reached = 0 if curve[0][1] >= args.target else None
+    started = time.perf_counter()
+    if reached is None:
+        trainer = Trainer(cfg, model, tokenizer)
+
+        def check(trainer, row):
+            step = row["step"] + 1
+            if step % args.eval_every == 0:
+                acc = eval_policy(cfg, trainer.acc.unwrap_model(trainer.model), tokenizer, progress=False)["accuracy_sampled"]
+                curve.append((step, acc))
+                print(f"H={depth} {method} seed {seed}: step {step} held-out pass@1 {acc:.3f}", file=sys.stderr, flush=True)
+                if acc >= args.target:
+                    raise Reached
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                trainer.fit(RunDir(tmp), progress=False, on_step=check)
+            except Reached:
+                reached = curve[-1][0]
+    return {"depth": depth, "method": method, "seed": seed, "steps_to_target": reached, "curve": curve,
+            "seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--depths", default="2,3,4,5")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--methods", default="grpo,vppo")
+    p.add_argument("--max-steps", type=int, default=40)
+    p.add_argument("--eval-every", type=int, default=5)
+    p.add_argument("--target", type=float, default=0.5)
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--sft-examples", type=int, default=2000)
+    p.add_argument("--eval-instances", type=int, default=64)
+    p.add_argument("--noise", type=float, default=0.0, help="VPPO's first-error corruption rate")
+    p.add_argument("--plot", default=None)
+    args = p.parse_args()
+    depths = [int(d) for d in args.depths.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    torch.set_num_threads(1)
+    runs = []
+    for seed in seeds:
+        start = build_start(depths, seed, args)
+        for depth in depths:
+            for method in methods:
+                runs.append(steps_to_target(start, depth, method, seed, args))
+    print(json.dumps({"benchmark": "theorem1_depth", "target": args.target, "max_steps": args.max_steps,
+                      "depths": depths, "seeds": seeds, "noise": args.noise, "runs": runs,
+                      "machine": platform.machine()}))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for method in methods:
+            xs, ys, censored = [], [], []
+            for d in depths:
+                values = [r["steps_to_target"] for r in runs if r["method"] == method and r["depth"] == d]
+                got = [v for v in values if v is not None]
+                if len(got) == len(values):
+                    xs.append(d)
+                    ys.append(sum(got) / len(got))
+                else:
+                    censored.append(d)
+            line = ax.plot(xs, ys, marker="o", label=method)[0]
+            if censored:
+                ax.plot(censored, [args.max_steps] * len(censored), marker="^", linestyle="none",
+                        color=line.get_color(), label=f"{method}: not reached by {args.max_steps}")
+        ax.set_xlabel("depth H")
+        ax.set_ylabel(f"RL steps to held-out pass@1 >= {args.target}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

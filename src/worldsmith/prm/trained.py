@@ -1,0 +1,197 @@
+"""A discriminative process reward model: a small causal transformer with a step-score head.
+
+The input is the problem's prompt, a newline, then each step followed by a newline. A linear head
+gives every token a logit w . h + b from its final hidden state; step k's score is the sigmoid of
+the logit at its closing newline (``pool="last"``, the default: it sees the problem and steps
+0..k), or of the smallest logit over the step's tokens (``pool="min"``: one token that does not
+fit is enough to reject the step). On decision_chain the closing newline scored the better F1. The backbone is the tiny transformer the lab builds from config, or any
+local policy folder (``init``: e.g. a base policy from ``worldsmith base build``) with its
+tokenizer. Training is binary cross-entropy on oracle labels (``worldsmith.prm.data``): the steps
+before a trace's first error are positives, the first error a negative, later steps unlabelled.
+
+Saved as a folder: ``backbone/`` (a policy folder), ``head.pt`` and ``prm.json`` (what it was
+trained on and how). Inputs longer than the backbone's context keep their last tokens; steps
+pushed out of the window score 0 (not verified).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import random
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from worldsmith.envs.contract import Instance
+from worldsmith.prm import PRM
+from worldsmith.prm.data import LabelledTrace
+
+HEAD_FILE, INFO_FILE, BACKBONE = "head.pt", "prm.json", "backbone"
+
+
+def encode_trace(tokenizer, prompt: str, steps: Sequence[str], context: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of the PRM's input and each step's token span ``[start, end]`` (end = its closing
+    newline; ``(-1, -1)`` for a step cut off by the context window)."""
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    out, spans = ids(prompt + "\n"), []
+    for step in steps:
+        start = len(out)
+        out += ids(step.replace("\n", " ") + "\n")
+        spans.append((start, len(out) - 1))
+    cut = max(0, len(out) - context)
+    return out[cut:], [(max(a, cut) - cut, b - cut) if b >= cut else (-1, -1) for a, b in spans]
+
+
+def step_logits(token_logits: torch.Tensor, spans: Sequence[tuple[int, int]], pool: str) -> list[torch.Tensor | None]:
+    """One logit per step from a row's token logits (L,): the minimum over the step's span, or its
+    last token's; None for a step outside the window."""
+    out = []
+    for a, b in spans:
+        if b < 0:
+            out.append(None)
+        else:
+            out.append(token_logits[a : b + 1].min() if pool == "min" else token_logits[b])
+    return out
+
+
+class StepScorer(torch.nn.Module):
+    """A causal LM's final hidden states -> one logit per position."""
+
+    def __init__(self, backbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = torch.nn.Linear(backbone.config.hidden_size, 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return self.head(out.hidden_states[-1].float()).squeeze(-1)  # (b, L)
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+class TrainedPRM(PRM):
+    """Scores from a ``StepScorer``; ``batch_size`` traces per forward."""
+
+    name = "trained"
+
+    def __init__(self, scorer: StepScorer, tokenizer, info: dict | None = None, batch_size: int = 32) -> None:
+        super().__init__()
+        self.scorer, self.tokenizer = scorer.eval(), tokenizer
+        self.info = dict(info or {})
+        self.pool = self.info.get("pool", "last")
+        self.batch_size = batch_size
+        self.context = int(scorer.backbone.config.max_position_embeddings)
+
+    @torch.no_grad()
+    def score_batch(self, items: Sequence[tuple[Instance, Sequence[str]]]) -> list[list[float]]:
+        out: list[list[float]] = []
+        self.calls += len(items)
+        pad = self.tokenizer.pad_token_id or 0
+        for s in range(0, len(items), self.batch_size):
+            chunk = [encode_trace(self.tokenizer, inst.prompt, steps, self.context) for inst, steps in items[s : s + self.batch_size]]
+            ids, mask = _pad([c[0] for c in chunk], pad)
+            logits = self.scorer(ids, mask)  # (b, L)
+            for row, (_, spans) in enumerate(chunk):
+                out.append([float(torch.sigmoid(x)) if x is not None else 0.0
+                            for x in step_logits(logits[row], spans, self.pool)])
+        return out
+
+    def score_steps(self, instance: Instance, steps: Sequence[str]) -> list[float]:
+        return self.score_batch([(instance, steps)])[0]
+
+    def save(self, folder: str | pathlib.Path) -> pathlib.Path:
+        from worldsmith.policy.model import save_policy
+
+        folder = pathlib.Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_policy(self.scorer.backbone, self.tokenizer, folder / BACKBONE)
+        torch.save(self.scorer.head.state_dict(), folder / HEAD_FILE)
+        (folder / INFO_FILE).write_text(json.dumps(self.info, indent=2, sort_keys=True))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | pathlib.Path) -> TrainedPRM:
+        """The PRM saved in ``folder`` (ValueError, one line, when it holds none)."""
+        from worldsmith.policy.model import load_policy
+
+        folder = pathlib.Path(folder)
+        if not (folder / HEAD_FILE).is_file() or not (folder / INFO_FILE).is_file():
+            raise ValueError(f"{folder} holds no trained PRM (expected {HEAD_FILE} and {INFO_FILE}; "
+                             "see `worldsmith prm train`)")
+        backbone, tokenizer = load_policy(folder / BACKBONE, progress=False)
+        scorer = StepScorer(backbone)
+        scorer.head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+        return cls(scorer, tokenizer, json.loads((folder / INFO_FILE).read_text()))
+
+
+def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=None, epochs: int = 3,
+              lr: float = 3e-3, batch_size: int = 32, seed: int = 0, pool: str = "last",
+              on_epoch: Callable[[int, float], None] | None = None) -> tuple[TrainedPRM, dict]:
+    """Fit a PRM on ``traces``; returns it and ``{"loss_first", "loss_final", "examples", "seconds"}``.
+
+    ``init``: a policy folder for the backbone (its tokenizer too); else a tiny model built from
+    ``tiny`` (a ``TinyModelConfig``) with the lab's character tokenizer, initialised from ``seed``.
+    ``pool``: how a step's score comes from its tokens (``min`` or ``last``, see the module doc).
+    AdamW at a constant ``lr``; ``on_epoch(epoch, mean_loss)`` after each epoch.
+    """
+    from worldsmith.policy.model import build_tiny_model, load_policy
+    from worldsmith.policy.tokenizer import build_char_tokenizer
+
+    if not traces:
+        raise ValueError("no labelled traces to train on")
+    if init is not None:
+        backbone, tokenizer = load_policy(init, progress=False)
+    else:
+        tokenizer = build_char_tokenizer()
+        backbone = build_tiny_model(tokenizer, tiny, seed=seed)
+    torch.manual_seed(seed)
+    scorer = StepScorer(backbone).train()
+    context = int(backbone.config.max_position_embeddings)
+    rows = []
+    for t in traces:
+        ids, spans = encode_trace(tokenizer, t.instance.prompt, t.steps, context)
+        last = len(t.steps) if t.first_error is None else t.first_error + 1
+        labels = [(span, 1.0 if k != t.first_error else 0.0) for k, span in enumerate(spans[:last]) if span[1] >= 0]
+        if labels:
+            rows.append((ids, labels))
+    optimizer = torch.optim.AdamW(scorer.parameters(), lr=lr)
+    rng = random.Random(seed)
+    pad = tokenizer.pad_token_id or 0
+    started, losses = time.perf_counter(), []
+    for epoch in range(epochs):
+        rng.shuffle(rows)
+        epoch_losses = []
+        for s in range(0, len(rows), batch_size):
+            chunk = rows[s : s + batch_size]
+            ids, mask = _pad([r[0] for r in chunk], pad)
+            logits = scorer(ids, mask)  # (b, L)
+            picked = torch.stack([x for i, (_, lab) in enumerate(chunk)
+                                  for x in step_logits(logits[i], [span for span, _ in lab], pool)])
+            target = torch.tensor([y for _, lab in chunk for _, y in lab])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(picked, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(scorer.parameters(), 1.0)
+            optimizer.step()
+            epoch_losses.append(float(loss.detach()))
+        losses.append(sum(epoch_losses) / len(epoch_losses))
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
+    stats = {"loss_first": losses[0], "loss_final": losses[-1], "examples": len(rows),
+             "seconds": time.perf_counter() - started}
+    if not all(math.isfinite(v) for v in losses):
+        raise ValueError("PRM training diverged (non-finite loss); lower the learning rate")
+    return TrainedPRM(scorer.eval(), tokenizer, {"pool": pool}), stats
