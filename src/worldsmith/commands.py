@@ -29,7 +29,8 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 COMMANDS: Registry = Registry("command", builtins=("worldsmith.audit.cli", "worldsmith.base_cli", "worldsmith.compare_cli",
                                                    "worldsmith.synth.archive_cli", "worldsmith.synth.cli",
                                                    "worldsmith.exports.export_cli", "worldsmith.report.cli",
-                                                   "worldsmith.memory.cli", "worldsmith.prm.cli"))
+                                                   "worldsmith.memory.cli", "worldsmith.prm.cli",
+                                                   "worldsmith.vision.cli"))
 
 
 def register_command(name: str):

@@ -24,7 +24,8 @@ class UnknownEnvironment(UnknownName):
 
 
 #: Environment classes by ``Environment.name``.
-ENVIRONMENTS = Registry("environment", builtins=("worldsmith.envs.seeds", "worldsmith.envs.decision_chain"), error=UnknownEnvironment, suggest=True)
+ENVIRONMENTS = Registry("environment", builtins=("worldsmith.envs.seeds", "worldsmith.envs.decision_chain",
+                                                 "worldsmith.vision.envs"), error=UnknownEnvironment, suggest=True)
 #: Resolvers of the families of names ``prefix:rest``: ``resolver(rest) -> Environment``.
 FAMILIES = Registry("environment family", builtins=("worldsmith.envs.gym", "worldsmith.audit.games"),
                     error=UnknownEnvironment)

@@ -44,6 +44,7 @@ into an error message.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import math
@@ -207,6 +208,22 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(Handler, TLSHandler)
 
 
+def _image_content(text: str, image: bytes) -> list[dict[str, Any]]:
+    """An OpenAI-style multimodal user content: the text part, then the image as a ``data:`` URL.
+
+    The image must be PNG or JPEG bytes; the media type is taken from its signature."""
+    if not isinstance(image, (bytes, bytearray)) or not image:
+        raise HTTPBackendError("an image must be non-empty PNG or JPEG bytes")
+    if bytes(image[:8]) == b"\x89PNG\r\n\x1a\n":
+        media = "image/png"
+    elif bytes(image[:3]) == b"\xff\xd8\xff":
+        media = "image/jpeg"
+    else:
+        raise HTTPBackendError("an image must be PNG or JPEG bytes (unrecognised signature)")
+    url = f"data:{media};base64," + base64.b64encode(bytes(image)).decode("ascii")
+    return [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]
+
+
 def _finite_logprob(value: Any) -> float:
     """A reported log-prob as a float; anything else (NaN, infinities, text, objects) is refused."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -232,12 +249,24 @@ class HTTPBackend:
         return f"HTTPBackend(url={self.url!r}, model={self.config.model!r})"
 
     # public -----------------------------------------------------------------------------------------
-    def generate(self, prompts: list[str], params: SamplingParams) -> HTTPRollouts:
+    def generate(self, prompts: list[str], params: SamplingParams,
+                 images: list[bytes | None] | None = None) -> HTTPRollouts:
         """One completion per prompt, in prompt order. With ``params.seed`` set, row i asks for
-        seed ``seed + i`` so that repeated prompts (a GRPO group) still get different samples."""
+        seed ``seed + i`` so that repeated prompts (a GRPO group) still get different samples.
+
+        ``images`` (chat endpoint only): one PNG/JPEG (bytes) or None per prompt; a row with an
+        image sends the user turn the OpenAI way, as a text part and an ``image_url`` part holding
+        a ``data:`` URL."""
         if not prompts:
             raise ValueError("generate needs at least one prompt")
+        if images is not None and len(images) != len(prompts):
+            raise HTTPBackendError(f"{len(prompts)} prompts but {len(images)} images")
+        if images is not None and any(img is not None for img in images) and self.config.endpoint != "chat":
+            raise HTTPBackendError("images need the chat endpoint (endpoint: chat); completions take text only")
         bodies = [self._body(p, params, i) for i, p in enumerate(prompts)]
+        for body, image in zip(bodies, images or ()):
+            if image is not None:
+                body["messages"][-1]["content"] = _image_content(body["messages"][-1]["content"], image)
         if len(bodies) == 1 or self.config.max_workers == 1:
             replies = [self._complete(b) for b in bodies]
         else:

@@ -1,0 +1,125 @@
+"""`worldsmith vision`: look at an image instance, verify a response at three levels, write the
+generated preference benchmark.
+
+Registered in ``worldsmith.commands.COMMANDS``; imports nothing heavy until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+
+from worldsmith import commands
+from worldsmith.commands import UsageError
+from worldsmith.progress import progress_bar
+
+
+def _image_env(name: str):
+    from worldsmith.vision.envs import ImageEnvironment
+
+    env = commands.get_env(name)
+    if not isinstance(env, ImageEnvironment):
+        raise UsageError(f"{name} is not an image environment (try vis_count, vis_relation, vis_chart, vis_table, "
+                         "vis_geometry)")
+    return env
+
+
+def _instance(args: argparse.Namespace):
+    from worldsmith.envs.contract import split_seed
+
+    env = _image_env(args.env)
+    return env, env.sample(split_seed(args.split, args.index), args.difficulty)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from worldsmith.vision.images import from_b64
+
+    env, inst = _instance(args)
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out must name a .png file, got {args.out}")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out: folder {out.parent} does not exist")
+    out.write_bytes(from_b64(inst.data["image"]["png_b64"]))
+    print(inst.prompt)
+    print("--- reference response")
+    print(env.reference_response(inst.data))
+    print(f"--- image written to {out} ({inst.data['image']['width']}x{inst.data['image']['height']}, "
+          f"split {inst.split})", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from worldsmith.sandbox import SandboxUnavailable
+    from worldsmith.vision.verify import VerifyConfig, verify
+
+    commands.apply_isolation_flag(args)
+    env, inst = _instance(args)
+    if args.response == "-":
+        response = sys.stdin.read()
+    else:
+        path = Path(args.response)
+        if not path.is_file():
+            raise UsageError(f"--response: no file {args.response}")
+        response = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        verdict = verify(env, inst, response, VerifyConfig(lam=args.lam))
+    except SandboxUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(verdict.to_json()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from worldsmith.envs import registry
+    from worldsmith.envs.contract import split_seed
+    from worldsmith.vision.preference import CATEGORIES, SOURCES, make_pair
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UsageError(f"--out: folder {out.parent} does not exist")
+    pairs = []
+    for c, category in progress_bar(list(enumerate(CATEGORIES)), desc="vision bench"):
+        sources = [registry.get(name) for name in SOURCES[category]]
+        for i in range(args.per_category):
+            seed = split_seed(args.split, len(CATEGORIES) * i + c)
+            pairs.append(make_pair(sources[i % len(sources)], seed, category, i, args.difficulty))
+    with out.open("w", encoding="utf-8") as fh:
+        for p in pairs:
+            fh.write(json.dumps({"question": p.question, "response_a": p.response_a, "response_b": p.response_b,
+                                 "label": p.label, "category": p.category, "detail": p.detail,
+                                 "image_png_b64": base64.b64encode(p.image).decode("ascii")}) + "\n")
+    print(json.dumps({"pairs": len(pairs), "out": str(out), "categories": list(CATEGORIES)}))
+    return 0
+
+
+def _add_instance_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("env", help="an image environment: vis_count, vis_relation, vis_chart, vis_table, vis_geometry")
+    p.add_argument("--index", type=int, default=0, help="item of the split (default 0)")
+    p.add_argument("--split", choices=("train", "eval"), default="eval", help="seed split (default eval)")
+    p.add_argument("--difficulty", type=commands.difficulty, default=0.5, help="in [0, 1] (default 0.5)")
+
+
+@commands.register_command("vision")
+def register(sub) -> None:
+    vis = sub.add_parser("vision", help="image environments: show an instance, verify a response, preference pairs")
+    vsub = vis.add_subparsers(dest="vision_command", required=True, parser_class=commands.Parser)
+    p = vsub.add_parser("show", help="write an instance's image and print its prompt and reference response")
+    _add_instance_args(p)
+    p.add_argument("--out", required=True, help="the .png file to write")
+    p.set_defaults(func=cmd_show)
+    p = vsub.add_parser("verify", help="answer, process and executable checks of a response, with the hybrid reward")
+    _add_instance_args(p)
+    p.add_argument("--response", required=True, help="file holding the response ('-' reads stdin)")
+    p.add_argument("--lam", type=float, default=0.5, help="weight of the process score (default 0.5)")
+    commands.add_isolation_flag(p)
+    p.set_defaults(func=cmd_verify)
+    p = vsub.add_parser("bench", help="write the generated pairwise preference benchmark as JSON lines")
+    p.add_argument("--per-category", type=commands.positive_int, default=50, help="pairs per category (default 50)")
+    p.add_argument("--split", choices=("train", "eval"), default="eval", help="seed split (default eval)")
+    p.add_argument("--difficulty", type=commands.difficulty, default=0.5, help="in [0, 1] (default 0.5)")
+    p.add_argument("--out", required=True, help="the .jsonl file to write")
+    p.set_defaults(func=cmd_bench)
