@@ -38,16 +38,6 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _ttt(args: argparse.Namespace):
     from pydantic import ValidationError
 
@@ -215,7 +205,7 @@ def _ttt_flags(p: argparse.ArgumentParser, window: int, chunk: int) -> None:
     p.add_argument("--window", type=commands.positive_int, default=window, help=f"tokens the model sees at once (default {window})")
     p.add_argument("--chunk", type=commands.positive_int, default=chunk, help=f"tokens scored then trained on per step (default {chunk})")
     p.add_argument("--steps", type=int, default=1, help="optimiser steps per chunk (default 1)")
-    p.add_argument("--lr", type=_positive_float, default=4e-3, help="memory learning rate (default 4e-3)")
+    p.add_argument("--lr", type=commands.positive_float, default=4e-3, help="memory learning rate (default 4e-3)")
     p.add_argument("--rank", type=commands.positive_int, default=16, help="memory slots per layer, r (default 16)")
     p.add_argument("--layers", type=_layers, default=None, help="comma-separated decoder layers (default all)")
     p.add_argument("--bins", type=commands.positive_int, default=10, help="position bins of the plot (default 10)")
