@@ -28,7 +28,7 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 #: ``fn(subparsers) -> None`` adding one top-level sub-command, in the order ``worldsmith --help`` lists them.
 COMMANDS: Registry = Registry("command", builtins=("worldsmith.audit.cli", "worldsmith.base_cli", "worldsmith.compare_cli",
                                                    "worldsmith.synth.archive_cli", "worldsmith.synth.cli",
-                                                   "worldsmith.exports.export_cli"))
+                                                   "worldsmith.exports.export_cli", "worldsmith.agents.agent_cli"))
 
 
 def register_command(name: str):
