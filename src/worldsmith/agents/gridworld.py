@@ -1,7 +1,7 @@
 """Navigation world: walk a grid with walls to the goal cell, read the word written there, answer it.
 
 The task lists the walls, the start and the goal; ``move(N|S|E|W)`` answers with the new position
-and the goal's (or ``blocked``), and on the goal cell with the word. Difficulty grows the grid (4 to 9 cells a
+and the goal's offset, e.g. ``at 2,3 goal 1S 2W`` (or ``blocked at ...``), and on the goal cell with the word. Difficulty grows the grid (4 to 9 cells a
 side) and the wall density (0 to 25% of the cells). Exact progress: the share of the start's
 shortest-path distance already covered (BFS over the walls), 0.9 once the word is read; the expert
 moves along a shortest path, then answers.
@@ -80,15 +80,22 @@ class GridWorld(AgentEnvironment):
         nr, nc = r + dr, c + dc
         size, walls = instance["size"], {tuple(w) for w in instance["walls"]}
         if not (0 <= nr < size and 0 <= nc < size) or (nr, nc) in walls:
-            return dict(state), f"blocked at {r},{c} goal {self._goal(instance)}"
+            return dict(state), f"blocked at {r},{c} goal {self._offset(instance, r, c)}"
         new = {"at": [nr, nc], "read": state["read"] or [nr, nc] == list(instance["goal"])}
         if [nr, nc] == list(instance["goal"]):
             return new, f"at {nr},{nc}: the word is {instance['word']}"
-        return new, f"at {nr},{nc} goal {self._goal(instance)}"
+        return new, f"at {nr},{nc} goal {self._offset(instance, nr, nc)}"
 
     @staticmethod
-    def _goal(instance: dict) -> str:
-        return "{},{}".format(*instance["goal"])
+    def _offset(instance: dict, r: int, c: int) -> str:
+        """Where the goal lies from (r, c), e.g. ``2S 1W``: the observation is local, so a small
+        policy needs no coordinate arithmetic; the walls still demand planning."""
+        (gr, gc), parts = instance["goal"], []
+        if gr != r:
+            parts.append(f"{abs(gr - r)}{'S' if gr > r else 'N'}")
+        if gc != c:
+            parts.append(f"{abs(gc - c)}{'E' if gc > c else 'W'}")
+        return " ".join(parts)
 
     def expert(self, instance: dict, state: dict) -> str:
         if state["at"] == list(instance["goal"]):
