@@ -146,3 +146,25 @@ def test_cso_run_resumes_after_a_finished_round(policy, tmp_path):
     again = run_cso(model, tok, env, cfg, tmp_path)  # nothing left to do: loads round 0
     assert again == rows
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_actions_see_the_observations_before_them(policy):
+    """Observations are out of the loss but inside the context: changing one changes the
+    log-probability of the next action (and nothing before it)."""
+    from worldsmith.agents.train import attention_mask, episode_logprobs
+
+    model, tok = policy
+    env, inst = _grid()
+    coder = ModelAgent(model, tok).coder
+    a = Session.replay(env, inst, ["move(E)", "move(E)"]).episode
+    b = Session.replay(env, inst, ["move(S)", "move(E)"]).episode  # different first observation
+    b.turns[0].action = a.turns[0].action  # same actions, only the observation differs
+    r = coder.rollouts({env.name: env}, [a, b])
+    assert torch.equal(attention_mask(torch.tensor([[1, 0, 1, 0, 0]], dtype=torch.bool)),
+                       torch.tensor([[True, True, True, False, False]]))
+    logp = episode_logprobs(model, r)
+    first = len(coder.action_ids("move(E)"))
+    assert torch.allclose(logp[0, :first], logp[1, :first])
+    second = r.completion_mask[0].nonzero().flatten()[first:]
+    assert not torch.allclose(logp[0, second], logp[1, second])
+    assert torch.all(logp[~r.completion_mask] == 0)

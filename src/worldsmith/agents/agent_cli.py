@@ -83,7 +83,7 @@ def cmd_cso(args: argparse.Namespace) -> int:
 
     from worldsmith import configuration
     from worldsmith.agents.cso import CSOConfig, run_cso
-    from worldsmith.agents.experiment import _start
+    from worldsmith.agents.experiment import start_policy
     from worldsmith.agents.train import evaluate, instances
     from worldsmith.policy.model import TinyModelConfig, build_tiny_model
     from worldsmith.policy.tokenizer import build_char_tokenizer
@@ -107,7 +107,7 @@ def cmd_cso(args: argparse.Namespace) -> int:
         except (RuntimeError, OSError, ValueError) as exc:
             raise UsageError(f"cso: cannot load start policy {cfg.start!r}: {str(exc).splitlines()[0]}") from None
     else:
-        model, tok = _start(env, out, cfg.difficulty, cfg.sft_steps, 300, _log)
+        model, tok = start_policy(env, out, cfg.difficulty, cfg.sft_steps, 300, _log)
     rows = run_cso(model, tok, env, cfg, out, log=_log)
     held_out = evaluate(model, tok, env, instances(env, "eval", 32, cfg.difficulty), cfg.max_action_tokens)
     summary = {"rounds": rows, "eval": held_out}

@@ -31,7 +31,9 @@ from worldsmith.policy.tokenizer import build_char_tokenizer
 METHODS = ("none", "grpo", "cso", "cso_noverify")
 
 
-def _start(env, out: Path, difficulty: float, sft_steps: int, demos: int, log) -> tuple:
+def start_policy(env, out: Path, difficulty: float, sft_steps: int, demos: int, log) -> tuple:
+    """The common start: a tiny char-level policy after SFT on expert episodes, cached as
+    ``out/start.pt``."""
     tok = build_char_tokenizer()
     model = build_tiny_model(tok, TinyModelConfig(max_position_embeddings=512), seed=0)
     path = out / "start.pt"
@@ -51,7 +53,7 @@ def compare(env_name: str, seeds: list[int], out: Path, methods=METHODS, difficu
     env = get_agent_env(env_name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, tok = _start(env, out, difficulty, sft_steps, demos, log)
+    model, tok = start_policy(env, out, difficulty, sft_steps, demos, log)
     start_state = {k: v.clone() for k, v in model.state_dict().items()}
     held_out = instances(env, "eval", eval_problems, difficulty)
     results: dict[str, dict[int, dict]] = {m: {} for m in methods}

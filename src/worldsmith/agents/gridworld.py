@@ -57,7 +57,7 @@ class GridWorld(AgentEnvironment):
         walls = " ".join(f"{r},{c}" for r, c in instance["walls"]) or "none"
         (sr, sc), (gr, gc) = instance["start"], instance["goal"]
         return (f"Grid {instance['size']}x{instance['size']}, N is row-1. Walls: {walls}. "
-                f"At {sr},{sc}. Goal {gr},{gc}: read its word.")
+                f"At {sr},{sc}. Goal {gr},{gc} ({self._offset(instance, sr, sc)}): read its word.")
 
     def solve(self, instance: dict) -> str:
         return instance["word"]

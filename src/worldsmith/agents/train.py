@@ -9,6 +9,7 @@ collector produces the trainer's ``Rollouts`` / ``Batch``; the single-turn train
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -46,17 +47,32 @@ def noisy_expert_episodes(env: AgentEnvironment, insts: list[Instance], noise: f
     return out
 
 
+def attention_mask(loss_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) True on every completion position up to a row's last action token: the observations
+    between actions are attended to, though masked out of the loss."""
+    t = loss_mask.shape[1]
+    positions = torch.arange(t, device=loss_mask.device).expand_as(loss_mask)  # (B, T)
+    last = torch.where(loss_mask.bool(), positions, -1).max(dim=1, keepdim=True).values  # (B, 1)
+    return positions <= last
+
+
 def episode_logprobs(model, r, grad: bool = False) -> torch.Tensor:
-    """Per-token log-probs (B, T) of the episodes' completion tokens (0 off the mask)."""
+    """Per-token log-probs (B, T) of the episodes' action tokens (0 elsewhere). The forward sees
+    observations (``attention_mask``); only the loss mask ``r.completion_mask`` leaves them out."""
     with torch.set_grad_enabled(grad):
-        return sequence_logprobs(model, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask)
+        logp = sequence_logprobs(model, r.prompt_ids, r.prompt_mask, r.completion_ids, attention_mask(r.completion_mask))
+    return logp * r.completion_mask
 
 
-def sft(model, tokenizer, env_of: dict, episodes: list[Episode], steps: int, lr: float = 3e-3,
+def sft(model, tokenizer, env_of: dict, episodes: list[Episode], steps: int, lr: float = 1e-3,
         batch_size: int = 16, seed: int = 0, log=None) -> dict:
-    """Maximise the log-likelihood of the episodes' action tokens (observations masked)."""
+    """Maximise the log-likelihood of the episodes' action tokens (observations masked); AdamW,
+    linear warm-up over the first 5% of the steps, then a cosine decay to a tenth of ``lr``."""
     coder = EpisodeCoder(tokenizer, ModelAgent(model, tokenizer).coder.eos)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    warm = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
+                                                 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
     rng = random.Random(seed)
     model.train()
     losses = []
@@ -69,6 +85,7 @@ def sft(model, tokenizer, env_of: dict, episodes: list[Episode], steps: int, lr:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        schedule.step()
         losses.append(loss.item())
         if log is not None and (step + 1) % 50 == 0:
             log(f"sft step {step + 1}/{steps} loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
