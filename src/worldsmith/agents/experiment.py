@@ -47,9 +47,11 @@ def start_policy(env, out: Path, difficulty: float, sft_steps: int, demos: int, 
     return model, tok
 
 
-def compare(env_name: str, seeds: list[int], out: Path, methods=METHODS, difficulty: float = 0.1,
-            sft_steps: int = 300, demos: int = 300, eval_problems: int = 48, grpo_steps: int = 8,
-            cso_rounds: int = 1, cso_tasks: int = 32, log=print) -> dict:
+def compare(env_name: str, seeds: list[int], out: Path, methods=METHODS, difficulty: float = 0.5,
+            sft_steps: int = 400, demos: int = 400, eval_problems: int = 40, grpo_steps: int = 8,
+            grpo_prompts: int = 4, cso_rounds: int = 1, cso_tasks: int = 48, log=print) -> dict:
+    """Run (and resume) the comparison; see the module docstring. Budgets: GRPO plays
+    ``grpo_steps * grpo_prompts * 4`` episodes, CSO ``cso_rounds * cso_tasks`` plus its branches."""
     env = get_agent_env(env_name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,12 +71,16 @@ def compare(env_name: str, seeds: list[int], out: Path, methods=METHODS, difficu
             train: object = None
             if method == "grpo":
                 train = EpisodeGRPO(model, tok, env, EpisodeGRPOConfig(steps=grpo_steps, difficulty=difficulty,
-                                                                       seed=seed)).fit(log)
+                                                                       prompts_per_step=grpo_prompts, seed=seed)).fit(log)
             elif method.startswith("cso"):
                 cfg = CSOConfig(env=env_name, difficulty=difficulty, seed=seed, rounds=cso_rounds,
                                 tasks_per_round=cso_tasks, verify=method != "cso_noverify")
                 train = run_cso(model, tok, env, cfg, log=log)
+            episodes = (grpo_steps * grpo_prompts * 4 if method == "grpo" else
+                        sum(r["collect/episodes"] + r["candidates"] * (method == "cso") for r in train)
+                        if train else 0)
             row = {"method": method, "seed": seed, "train": train, "train_seconds": time.perf_counter() - started,
+                   "train_episodes": episodes,
                    "eval": evaluate(model, tok, env, held_out, 12)}
             path.parent.mkdir(exist_ok=True)
             path.write_text(json.dumps(row))
@@ -85,7 +91,9 @@ def compare(env_name: str, seeds: list[int], out: Path, methods=METHODS, difficu
     base = [results["none"][s]["eval"]["success"] for s in seeds] if "none" in results else None
     for method in methods:
         values = [results[method][s]["eval"]["success"] for s in seeds]
-        entry = {"success": mean_interval(values).to_json(), "per_seed": values}
+        entry = {"success": mean_interval(values).to_json(), "per_seed": values,
+                 "train_episodes": sum(results[method][s]["train_episodes"] for s in seeds) / len(seeds),
+                 "train_seconds": sum(results[method][s]["train_seconds"] for s in seeds) / len(seeds)}
         if base is not None and method != "none":
             entry["vs_start"] = paired_difference(values, base).to_json()
         if method.startswith("cso"):
