@@ -146,3 +146,12 @@ def test_turn_limit_ends_an_episode_that_never_stops():
     env, inst = _grid()
     ep = run_episode(env, inst, lambda s: "move(N)", max_turns=5)
     assert (ep.end, len(ep.turns), ep.reward) == ("turn_limit", 5, 0.0)
+
+
+def test_the_contract_and_environments_import_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, worldsmith.agents, worldsmith.agents.prm; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr

@@ -16,7 +16,8 @@ from worldsmith.agents.contract import Action, AgentEnvironment, ToolError
 from worldsmith.envs.contract import lerp_int
 
 MOVES = {"N": (-1, 0), "S": (1, 0), "W": (0, -1), "E": (0, 1)}
-LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
+#: The words written on goal cells (distinct first letters: reading one is a short copy).
+WORDS = ("RED", "BLUE", "GOLD", "PINK", "TEAL", "CYAN", "LIME", "NAVY")
 
 
 def _distances(size: int, walls: set, goal: tuple[int, int]) -> dict:
@@ -49,7 +50,7 @@ class GridWorld(AgentEnvironment):
             dist = _distances(size, walls, goal)
             if dist.get(start, 0) >= 2:
                 break
-        word = "".join(rng.choice(LETTERS) for _ in range(3))
+        word = rng.choice(WORDS)
         return {"size": size, "start": list(start), "goal": list(goal), "walls": sorted(map(list, walls)),
                 "word": word}
 

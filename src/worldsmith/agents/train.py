@@ -122,6 +122,7 @@ class EpisodeGRPOConfig(BaseModel):
     difficulty: float = Field(0.2, ge=0, le=1, description="Difficulty of the training instances.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the episodes.")
     max_action_tokens: int = Field(12, ge=1, description="Tokens of one action at most.")
+    max_turns: int | None = Field(None, ge=1, description="Turn limit of an episode; None: the environment's.")
     seed: int = Field(0, description="Seed of the instance draws and the sampling.")
 
 
@@ -141,7 +142,7 @@ class EpisodeGRPO:
                           offset=stable_hash("grpo", c.seed, step) % 10**6)
         grouped = [inst for inst in insts for _ in range(c.group_size)]  # B
         torch.manual_seed(stable_hash("grpo-sample", c.seed, step) % 2**31)
-        episodes = self.agent.run({self.env.name: self.env}, grouped)
+        episodes = self.agent.run({self.env.name: self.env}, grouped, max_turns=c.max_turns)
         r = self.agent.coder.rollouts({self.env.name: self.env}, episodes)
         r.behaviour_logp = episode_logprobs(self.model, r)  # (B, T) temperature-1 sampling = the policy
         rewards = torch.tensor([ep.reward for ep in episodes])  # (B,)
