@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from worldsmith.cli import main
 
 
@@ -37,3 +39,25 @@ def test_user_mistakes_are_one_line_errors(capsys, tmp_path):
     assert main(["cso", str(cfg), "--out", str(tmp_path / "run")]) == 2
     assert "is not a file" in capsys.readouterr().err
     assert main(["agent", "compare", "--methods", "cso", "--out", str(tmp_path / "c")]) == 2
+
+
+@pytest.mark.slow
+def test_cso_command_runs_and_resumes(capsys, tmp_path):
+    import torch
+
+    from worldsmith.policy.model import TinyModelConfig, build_tiny_model
+    from worldsmith.policy.tokenizer import build_char_tokenizer
+
+    start = tmp_path / "start.pt"
+    torch.save(build_tiny_model(build_char_tokenizer(), TinyModelConfig(max_position_embeddings=512)).state_dict(), start)
+    cfg = tmp_path / "cso.yaml"
+    cfg.write_text(f"start: {start}\ntasks_per_round: 2\nk: 2\nmax_additional_steps: 1\nmax_action_tokens: 4\neval_problems: 2\n")
+    out = tmp_path / "run"
+    assert main(["cso", str(cfg), "--out", str(out)]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(first["pairs"]) == 1 and 0.0 <= first["supervised_share"][0] <= 1.0
+    assert (out / "round_0" / "pairs.jsonl").exists() and (out / "config.yaml").exists()
+    assert main(["cso", str(cfg), "--out", str(out)]) == 0  # finished rounds are not redone
+    captured = capsys.readouterr()
+    assert "resuming after round 1" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["pairs"] == first["pairs"]

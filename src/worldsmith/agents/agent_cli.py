@@ -58,8 +58,11 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The methods of `worldsmith agent compare` (``worldsmith.agents.experiment.METHODS``).
+METHODS = ("none", "grpo", "cso", "cso_noverify")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from worldsmith.agents.experiment import METHODS, compare
     from worldsmith.compare import CompareError, parse_seeds
 
     env = _env(args.env)
@@ -71,6 +74,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or "none" not in methods:
         raise UsageError(f"agent compare: --methods must include none and be among {', '.join(METHODS)}")
+    from worldsmith.agents.experiment import compare
+
     summary = compare(env.name, seeds, Path(args.out), methods, difficulty=args.difficulty,
                       eval_problems=args.eval_problems, grpo_steps=args.grpo_steps, cso_rounds=args.cso_rounds,
                       log=_log)
@@ -79,14 +84,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_cso(args: argparse.Namespace) -> int:
-    import torch
-
     from worldsmith import configuration
-    from worldsmith.agents.cso import CSOConfig, run_cso
-    from worldsmith.agents.experiment import start_policy
-    from worldsmith.agents.train import evaluate, instances
-    from worldsmith.policy.model import TinyModelConfig, build_tiny_model
-    from worldsmith.policy.tokenizer import build_char_tokenizer
+    from worldsmith.agents.cso_config import CSOConfig
 
     commands.apply_isolation_flag(args)
     try:
@@ -94,12 +93,20 @@ def cmd_cso(args: argparse.Namespace) -> int:
     except configuration.ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
     env = _env(cfg.env)
+    if cfg.start is not None and not Path(cfg.start).is_file():
+        raise UsageError(f"cso: start policy {cfg.start!r} is not a file")
+    import torch
+
+    from worldsmith.agents.cso import run_cso
+    from worldsmith.agents.experiment import start_policy
+    from worldsmith.agents.train import evaluate, instances
+    from worldsmith.policy.model import TinyModelConfig, build_tiny_model
+    from worldsmith.policy.tokenizer import build_char_tokenizer
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     configuration.dump(cfg, out / "config.yaml")
     if cfg.start is not None:
-        if not Path(cfg.start).is_file():
-            raise UsageError(f"cso: start policy {cfg.start!r} is not a file")
         tok = build_char_tokenizer()
         model = build_tiny_model(tok, TinyModelConfig(max_position_embeddings=512), seed=0)
         try:
@@ -109,7 +116,7 @@ def cmd_cso(args: argparse.Namespace) -> int:
     else:
         model, tok = start_policy(env, out, cfg.difficulty, cfg.sft_steps, 300, _log)
     rows = run_cso(model, tok, env, cfg, out, log=_log)
-    held_out = evaluate(model, tok, env, instances(env, "eval", 32, cfg.difficulty), cfg.max_action_tokens)
+    held_out = evaluate(model, tok, env, instances(env, "eval", cfg.eval_problems, cfg.difficulty), cfg.max_action_tokens)
     summary = {"rounds": rows, "eval": held_out}
     (out / "summary.json").write_text(json.dumps(summary))
     print(json.dumps({"pairs": [r["pairs"] for r in rows], "supervised_share": [r["supervised_share"] for r in rows],
