@@ -145,8 +145,8 @@ def dpo(logp: Tensor, old_logp: Tensor | None, advantages: Tensor | None, mask: 
     margin = (seq[0::2] - ref[0::2]) - (seq[1::2] - ref[1::2])  # (B/2,)
     pairs = float(denominator) if denominator else float(margin.numel())
     loss = -torch.nn.functional.logsigmoid(cfg.beta * margin).sum() / pairs
-    return loss, {"loss": float(loss), "margin": float(margin.mean()),
-                  "accuracy": float((margin > 0).float().mean())}
+    return loss, {"loss": loss.item(), "margin": margin.mean().item(),
+                  "accuracy": (margin > 0).float().mean().item()}
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
