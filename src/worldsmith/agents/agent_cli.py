@@ -124,6 +124,21 @@ def cmd_cso(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refusing_without_sandbox(fn):
+    """``fn`` with the sandbox's refusal (no bubblewrap, no opt-in) as a one-line usage error."""
+
+    def run(args: argparse.Namespace) -> int:
+        from worldsmith.sandbox.runner import SandboxUnavailable
+
+        commands.apply_isolation_flag(args)
+        try:
+            return fn(args)
+        except SandboxUnavailable as exc:
+            raise UsageError(str(exc)) from None
+
+    return run
+
+
 @commands.register_command("agent")
 def register_agent(sub) -> None:
     p = sub.add_parser("agent", help="multi-turn agent environments: list, play an episode, compare training methods")
@@ -137,7 +152,7 @@ def register_agent(sub) -> None:
     q.add_argument("--index", type=int, default=0, help="problem index within the split")
     q.add_argument("--action", action="append", help="an action to take (repeatable); default: the expert's")
     commands.add_isolation_flag(q)
-    q.set_defaults(func=cmd_play)
+    q.set_defaults(func=_refusing_without_sandbox(cmd_play))
     q = inner.add_parser("compare", help="SFT start vs outcome GRPO vs CSO vs CSO without verification, "
                                          "held-out success over seeds")
     q.add_argument("--env", default="agent_gridworld")
@@ -148,7 +163,8 @@ def register_agent(sub) -> None:
     q.add_argument("--grpo-steps", type=positive_int, default=8)
     q.add_argument("--cso-rounds", type=positive_int, default=1)
     q.add_argument("--out", required=True, help="comparison folder; rerun to finish it")
-    q.set_defaults(func=cmd_compare)
+    commands.add_isolation_flag(q)
+    q.set_defaults(func=_refusing_without_sandbox(cmd_compare))
 
 
 @commands.register_command("cso")
@@ -158,4 +174,4 @@ def register_cso(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=2")
     p.add_argument("--out", required=True, help="run folder; rerun the same command to resume")
     commands.add_isolation_flag(p)
-    p.set_defaults(func=cmd_cso)
+    p.set_defaults(func=_refusing_without_sandbox(cmd_cso))
