@@ -30,7 +30,7 @@ COMMANDS: Registry = Registry("command", builtins=("worldsmith.audit.cli", "worl
                                                    "worldsmith.synth.archive_cli", "worldsmith.synth.cli",
                                                    "worldsmith.exports.export_cli", "worldsmith.report.cli",
                                                    "worldsmith.memory.cli", "worldsmith.prm.cli",
-                                                   "worldsmith.vision.cli"))
+                                                   "worldsmith.vision.cli", "worldsmith.agents.agent_cli"))
 
 
 def register_command(name: str):
