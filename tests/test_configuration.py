@@ -59,12 +59,14 @@ def test_bad_values_name_the_key(override, message):
 def test_shipped_configs_validate():
     import pathlib
 
+    from worldsmith.agents.cso_config import CSOConfig
     from worldsmith.synth.config import SynthConfig
 
     paths = sorted((pathlib.Path(__file__).parents[1] / "configs").glob("*.yaml"))
     assert len(paths) >= 2
-    for path in paths:  # synth_*.yaml are `worldsmith synth` configs, the others `worldsmith train`
-        C.load(SynthConfig if path.name.startswith("synth") else RunConfig, path)
+    kinds = {"synth": SynthConfig, "cso": CSOConfig}  # `worldsmith synth` / `worldsmith cso`; else `train`
+    for path in paths:
+        C.load(kinds.get(path.name.split("_")[0], RunConfig), path)
 
 
 @pytest.mark.parametrize(
