@@ -134,6 +134,13 @@ def test_method_table_keeps_the_completions_per_step():
         method_config(build(RunConfig, {**TINY, "train": {**TINY["train"], "group_size": 1}}), "mixed_cuts", 0)
 
 
+def test_every_seed_starts_from_its_own_base():
+    """With ``model.base`` the seed also sets the base recipe's seed; without one it stays unset."""
+    on_base = build(RunConfig, {**TINY, "model": {"base": "cpu"}, "sft": {"examples": 0}})
+    assert [method_config(on_base, "grpo", s).model.base_seed for s in (0, 4)] == [0, 4]
+    assert method_config(build(RunConfig, TINY), "grpo", 4).model.base_seed is None
+
+
 def test_rerun_skips_finished_runs_and_redoes_the_others(compared, config_path, tmp_path):
     original, _, _ = compared
     out = tmp_path / "cmp"

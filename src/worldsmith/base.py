@@ -152,10 +152,11 @@ class EvalSection(Strict):
 
 
 def _cpu_mixture() -> list[MixtureEntry]:
+    # decision_chain at depths 1..8 (difficulty (H - 1) / 15), where a small model learns the step rule
+    # and the eval split of every depth from 3 on holds far more than 1,000 distinct problems
     return [
-        MixtureEntry(env="arithmetic_chain", difficulty=[0.0, 0.1, 0.2], weight=4.0),
-        MixtureEntry(env="gcd_euclid", difficulty=0.0, weight=1.0),
-        MixtureEntry(env="fraction_sum", difficulty=0.0, weight=1.0),
+        MixtureEntry(env="decision_chain", difficulty=DifficultyRange(low=0.0, high=7 / 15, levels=8), weight=3.0),
+        MixtureEntry(env="arithmetic_chain", difficulty=[0.0, 0.1, 0.2], weight=1.0),
     ]
 
 

@@ -155,7 +155,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             cfg = build(RunConfig, apply_overrides(cfg.model_dump(mode="json"), args.overrides))
         except ConfigError as exc:
             raise UsageError(f"config: {exc}") from None
-    print(f"worldsmith quickstart: tiny model -> SFT warm start -> GRPO on {cfg.pool[0].name}, seed {args.seed}")
+    task = ", ".join(f"{p.name} @ {p.difficulty:.3g}" for p in cfg.pool)
+    start = f"base policy '{cfg.model.base}'" if cfg.model.base else "tiny model -> SFT warm start"
+    print(f"worldsmith quickstart: {start} -> GRPO on unseen problems of {task}, seed {args.seed}")
     summary = _run_training(cfg, args.out, args.resume, evaluate_before=True)
     _print_before_after(summary)
     print(f"summary: {args.out}/summary.json   plot: {args.out}/training.png")
@@ -298,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=temperature, default=120.0, help="with --base-url: seconds per request")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("quickstart", help="tiny model: SFT warm start, GRPO, before/after table")
+    p = sub.add_parser("quickstart", help="the cpu base policy, GRPO on unseen problems, before/after table")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the embedded config")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--seed", type=int, default=0)

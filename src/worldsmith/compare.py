@@ -155,7 +155,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def method_config(cfg, method: str, seed: int):
     """The run config of ``method`` at ``seed``: the user's ``cfg`` (a RunConfig) with the method's
-    overrides, ``train.seed`` and ``model.init_seed`` set to ``seed``."""
+    overrides, ``train.seed`` and ``model.init_seed`` (and ``model.base_seed`` with a base) set to ``seed``."""
     from worldsmith.configuration import ConfigError, build
     from worldsmith.rl.config import RunConfig
 
@@ -168,12 +168,15 @@ def method_config(cfg, method: str, seed: int):
 
 
 def seed_config(cfg, seed: int):
-    """``cfg`` with ``train.seed`` and ``model.init_seed`` set to ``seed`` (the start policy's config)."""
+    """``cfg`` with ``train.seed`` and ``model.init_seed`` set to ``seed`` (the start policy's config);
+    with ``model.base``, ``model.base_seed`` too, so that every seed starts from its own base."""
     from worldsmith.configuration import build
     from worldsmith.rl.config import RunConfig
 
     data = cfg.model_dump(mode="json")
     data["train"]["seed"] = data["model"]["init_seed"] = seed
+    if data["model"].get("base"):
+        data["model"]["base_seed"] = seed
     return build(RunConfig, data)
 
 
@@ -184,6 +187,7 @@ def _spec(cfg, methods: list[str], start_name: str) -> dict:
     data = cfg.model_dump(mode="json")
     data["train"].pop("seed")  # set per seed
     data["model"].pop("init_seed")
+    data["model"].pop("base_seed", None)
     return {"methods": methods, "start": start_name, "config": data}
 
 

@@ -13,7 +13,7 @@ from worldsmith import commands
 from worldsmith.commands import UsageError
 
 #: Run-config keys that compare sets itself, per seed; an override may not set them.
-SEED_KEYS = ("train.seed", "model.init_seed")
+SEED_KEYS = ("train.seed", "model.init_seed", "model.base_seed")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -34,10 +34,13 @@ def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
         return load_policy(saved, progress=progress)
     if cfg.model.path or cfg.model.base:
         if cfg.model.base:
-            from worldsmith.base import base_policy
+            from worldsmith.base import base_policy, preset
 
             try:
-                source = str(base_policy(cfg.model.base, progress=progress)[2])
+                recipe = preset(cfg.model.base)
+                if cfg.model.base_seed is not None:
+                    recipe = recipe.model_copy(update={"seed": cfg.model.base_seed})
+                source = str(base_policy(recipe, progress=progress)[2])
             except ConfigError as exc:
                 raise ConfigError(f"model.base: {exc}") from None
         else:
@@ -63,10 +66,17 @@ def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
     return model, tokenizer
 
 
+def eval_tasks(cfg: RunConfig) -> list[tuple[str, float]]:
+    """The (environment, difficulty) tasks a run is evaluated on: ``eval.tasks``, else the pool's."""
+    if cfg.eval.tasks is not None:
+        return [(t.env, t.difficulty) for t in cfg.eval.tasks]
+    return [(p.name, p.difficulty) for p in cfg.pool]
+
+
 def eval_policy(cfg: RunConfig, model, tokenizer, progress: bool = True, seed: int | None = None) -> dict:
     backend = HFBackend(model, tokenizer, batch_size=cfg.sampling.batch_size)
     e = cfg.eval
-    return evaluate(backend, [(p.name, p.difficulty) for p in cfg.pool], instances=e.instances,
+    return evaluate(backend, eval_tasks(cfg), instances=e.instances,
                     samples=e.samples, temperature=e.temperature, max_new_tokens=cfg.sampling.max_new_tokens,
                     greedy=e.greedy, seed=cfg.train.seed if seed is None else seed, progress=progress)
 
@@ -178,7 +188,7 @@ def train_run(cfg: RunConfig, out: str | pathlib.Path, resume: bool = False, pro
     phases = {k.removeprefix("time/"): sum(r.get(k, 0.0) for r in all_rows) / max(1, len(all_rows))
               for k in all_rows[0] if k.startswith("time/")} if all_rows else {}
     summary = {
-        "tasks": [{"env": p.name, "difficulty": p.difficulty} for p in cfg.pool],
+        "tasks": [{"env": env, "difficulty": d} for env, d in eval_tasks(cfg)],
         "before": headline(before) if before else None,
         "after": headline(after),
         "steps": trainer.step_index,
@@ -205,25 +215,29 @@ def _evaluate_before(cfg: RunConfig, run: RunDir, model, tokenizer, progress: bo
     return before
 
 
-def quickstart_config(seed: int = 0) -> RunConfig:
-    """The embedded default run: the tiny model on the easiest arithmetic, SFT then GRPO.
+#: The quickstart's task: decision_chain at depth 6, a depth the base was trained on, whose eval
+#: split holds far more than 1,000 distinct problems (90^6 problems in all).
+QUICKSTART_DEPTH = 6
 
-    Training and evaluation problems are disjoint (``problem_split``), so the evaluation is on
-    unseen problems; at difficulty 0 ``arithmetic_chain`` has 162 distinct problems, of which only
-    about 40 are evaluation problems (docs/learning.md).
+
+def quickstart_config(seed: int = 0) -> RunConfig:
+    """The embedded default run: the ``cpu`` base policy (built on first use, seeded by ``seed``),
+    then GRPO on unseen problems of ``decision_chain`` at depth ``QUICKSTART_DEPTH``.
+
+    Training and evaluation problems are disjoint (``problem_split``): the evaluation is on
+    problems no training seed draws.
     """
     from worldsmith.configuration import build
+    from worldsmith.envs.decision_chain import depth_difficulty
 
     return build(RunConfig, {
-        "threads": 1,
-        "model": {"init_seed": seed},
-        "pool": [{"name": "arithmetic_chain", "difficulty": 0.0}],
-        "sampling": {"max_new_tokens": 16, "temperature": 1.0},
-        # one-step problems: the answer alone, no step trace (an unrewarded trace drifts under RL)
-        "sft": {"examples": 8000, "epochs": 2, "lr": 3e-3, "batch_size": 16, "with_steps": False},
-        "optim": {"lr": 3e-4, "grad_clip": 1.0},
-        "train": {"steps": 300, "prompts_per_step": 32, "group_size": 8, "minibatch_size": 256,
-                  "microbatch_size": 256, "checkpoint_every": 20, "seed": seed},
+        "threads": 2,
+        "model": {"base": "cpu", "base_seed": seed},
+        "pool": [{"name": "decision_chain", "difficulty": depth_difficulty(QUICKSTART_DEPTH)}],
+        "sampling": {"max_new_tokens": 64, "temperature": 1.0},
+        "optim": {"lr": 1e-4, "grad_clip": 1.0},
+        "train": {"steps": 150, "prompts_per_step": 16, "group_size": 8, "minibatch_size": 128,
+                  "microbatch_size": 128, "checkpoint_every": 25, "seed": seed},
         "eval": {"instances": 512, "samples": 4, "temperature": 1.0},
     })
 

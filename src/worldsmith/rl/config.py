@@ -23,6 +23,8 @@ class ModelSection(Strict):
     path: str | None = Field(None, description="A local HF model folder; None builds the tiny model below.")
     base: str | None = Field(None, description="A base policy preset ('cpu', 'gpu'; see `worldsmith base`): built "
                              "once, cached by its config hash, and the start of the run. Excludes path.")
+    base_seed: int | None = Field(None, ge=0, lt=2**63, description="The base recipe's seed (its examples, initial "
+                                  "weights and data order); None keeps the preset's. Needs base.")
     tiny: TinyModelConfig = Field(default_factory=TinyModelConfig, description="Shape of the tiny model.")
     lora: LoraOptions | None = Field(None, description="Train a LoRA adapter instead of all weights.")
     init_seed: int = Field(0, ge=0, lt=2**63, description="Seed of the tiny model's random initialisation.")
@@ -104,7 +106,25 @@ class TrainSection(Strict):
         return name
 
 
+class EvalTask(Strict):
+    env: str = Field(description="Registered environment name.")
+    difficulty: float = Field(0.0, ge=0.0, le=1.0, description="The difficulty evaluated.")
+
+    @field_validator("env")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from worldsmith import envs
+
+        try:
+            envs.get(name)
+        except KeyError as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
+
 class EvalSection(Strict):
+    tasks: list[EvalTask] | None = Field(None, min_length=1, description="Evaluate on these (env, difficulty) tasks; None "
+                                         "evaluates the pool's environments at their difficulties.")
     instances: int = Field(256, ge=1, description="Held-out instances per environment (eval seeds).")
     samples: int = Field(4, ge=1, description="Sampled completions per instance (pass@k, maj@k use k = samples).")
     temperature: float = Field(1.0, gt=0.0, description="Temperature of the sampled evaluation.")
@@ -156,6 +176,8 @@ class RunConfig(Strict):
         check_configs(self)
         if self.model.path is not None and self.model.base is not None:
             raise ValueError("model: give either path (a local model) or base (a cached base policy), not both")
+        if self.model.base_seed is not None and self.model.base is None:
+            raise ValueError("model.base_seed: needs model.base (the preset whose seed it sets)")
         context = self.model.tiny.max_position_embeddings
         if self.model.path is None and self.model.base is None and self.sampling.max_new_tokens >= context:
             raise ValueError(f"sampling.max_new_tokens = {self.sampling.max_new_tokens} leaves no room for the "
