@@ -16,12 +16,19 @@ from worldsmith.runs import RunDir
 
 
 def test_quickstart_eval_split_holds_a_thousand_distinct_unseen_problems():
+    from worldsmith.envs.decision_chain import depth_of
+    from worldsmith.recipes import eval_tasks
+    from worldsmith.rl.pool import EnvPool
+
     cfg = quickstart_config(0)
     assert cfg.model.base == "cpu" and cfg.sft.examples == 0
-    for task in cfg.pool:
-        env = envs.get(task.name)
-        eval_ids = {env.sample(split_seed("eval", i), task.difficulty).problem_id for i in range(1200)}
-        train_ids = {env.sample(split_seed("train", i), task.difficulty).problem_id for i in range(1200)}
+    # training covers the evaluated depths
+    trained = {depth_of(i.difficulty) for i in EnvPool(cfg.pool).sample_batch(200, 0, rng_seed=0)}
+    assert trained == {depth_of(d) for _, d in eval_tasks(cfg)} == {6, 7, 8}
+    for name, difficulty in eval_tasks(cfg):
+        env = envs.get(name)
+        eval_ids = {env.sample(split_seed("eval", i), difficulty).problem_id for i in range(1200)}
+        train_ids = {env.sample(split_seed("train", i), difficulty).problem_id for i in range(1200)}
         assert len(eval_ids) >= 1000
         assert not eval_ids & train_ids
 

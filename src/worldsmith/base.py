@@ -196,6 +196,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "intermediate_size": 1536,
                   "max_position_embeddings": 1024},
         "mixture": [
+            {"env": "decision_chain", "difficulty": {"low": 0.0, "high": 1.0, "levels": 16}, "weight": 2.0},
             {"env": "arithmetic_chain", "difficulty": {"low": 0.0, "high": 1.0, "levels": 11}, "weight": 3.0},
             {"env": "gcd_euclid", "difficulty": {"low": 0.0, "high": 0.5, "levels": 6}, "weight": 1.0},
             {"env": "fraction_sum", "difficulty": {"low": 0.0, "high": 0.8, "levels": 5}, "weight": 1.0},

@@ -155,7 +155,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             cfg = build(RunConfig, apply_overrides(cfg.model_dump(mode="json"), args.overrides))
         except ConfigError as exc:
             raise UsageError(f"config: {exc}") from None
-    task = ", ".join(f"{p.name} @ {p.difficulty:.3g}" for p in cfg.pool)
+    task = ", ".join(f"{p.name} @ {p.difficulty:.3g}" + (f" +- {p.spread:.3g}" if p.spread else "") for p in cfg.pool)
     start = f"base policy '{cfg.model.base}'" if cfg.model.base else "tiny model -> SFT warm start"
     print(f"worldsmith quickstart: {start} -> GRPO on unseen problems of {task}, seed {args.seed}")
     summary = _run_training(cfg, args.out, args.resume, evaluate_before=True)

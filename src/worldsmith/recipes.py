@@ -215,14 +215,17 @@ def _evaluate_before(cfg: RunConfig, run: RunDir, model, tokenizer, progress: bo
     return before
 
 
-#: The quickstart's task: decision_chain at depth 6, a depth the base was trained on, whose eval
-#: split holds far more than 1,000 distinct problems (90^6 problems in all).
-QUICKSTART_DEPTH = 6
+#: The quickstart's task: decision_chain at depths 6 to 8 (7 +- 1; half the problems at 7), depths
+#: the base was trained on and the deepest of them the ones it gets wrong most; the eval split of
+#: each holds far more than 1,000 distinct problems (90^H problems at depth H). Training on a range
+#: of depths keeps the policy from fitting one answer length.
+QUICKSTART_DEPTHS = (6, 7, 8)
 
 
 def quickstart_config(seed: int = 0) -> RunConfig:
     """The embedded default run: the ``cpu`` base policy (built on first use, seeded by ``seed``),
-    then GRPO on unseen problems of ``decision_chain`` at depth ``QUICKSTART_DEPTH``.
+    then GRPO on ``decision_chain`` at depths ``QUICKSTART_DEPTHS``, evaluated on unseen problems of
+    each depth.
 
     Training and evaluation problems are disjoint (``problem_split``): the evaluation is on
     problems no training seed draws.
@@ -230,15 +233,17 @@ def quickstart_config(seed: int = 0) -> RunConfig:
     from worldsmith.configuration import build
     from worldsmith.envs.decision_chain import depth_difficulty
 
+    low, high = (depth_difficulty(d) for d in (QUICKSTART_DEPTHS[0], QUICKSTART_DEPTHS[-1]))
     return build(RunConfig, {
         "threads": 2,
         "model": {"base": "cpu", "base_seed": seed},
-        "pool": [{"name": "decision_chain", "difficulty": depth_difficulty(QUICKSTART_DEPTH)}],
-        "sampling": {"max_new_tokens": 64, "temperature": 1.0},
+        "pool": [{"name": "decision_chain", "difficulty": (low + high) / 2, "spread": (high - low) / 2}],
+        "sampling": {"max_new_tokens": 72, "temperature": 1.0},
         "optim": {"lr": 1e-4, "grad_clip": 1.0},
         "train": {"steps": 150, "prompts_per_step": 16, "group_size": 8, "minibatch_size": 128,
                   "microbatch_size": 128, "checkpoint_every": 25, "seed": seed},
-        "eval": {"instances": 512, "samples": 4, "temperature": 1.0},
+        "eval": {"tasks": [{"env": "decision_chain", "difficulty": depth_difficulty(d)} for d in QUICKSTART_DEPTHS],
+                 "instances": 512, "samples": 4, "temperature": 1.0},
     })
 
 

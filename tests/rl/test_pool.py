@@ -136,3 +136,18 @@ def test_invalid_configurations_are_rejected():
     pool = make(dict(name="a"))
     with pytest.raises(ValueError, match="not from this pool"):
         pool.update(make(dict(name="b")).sample_batch(1, 0, 0), [True])
+
+
+def test_spread_draws_each_problem_difficulty_from_its_seed():
+    from worldsmith.rl.pool import spread_difficulty
+
+    pool = make(dict(name="a", difficulty=0.5, spread=0.1))
+    batch = pool.sample_batch(64, 0, rng_seed=0)
+    levels = [i.difficulty for i in batch]
+    assert all(0.4 <= d <= 0.6 for d in levels) and len(set(levels)) > 20
+    assert min(levels) < 0.45 and max(levels) > 0.55  # both sides of the centre
+    assert levels == [spread_difficulty(0.5, 0.1, i.seed) for i in batch]  # the seed alone decides
+    assert [i.difficulty for i in make(dict(name="a", difficulty=0.5)).sample_batch(8, 0, rng_seed=0)] == [0.5] * 8
+    assert spread_difficulty(0.02, 0.1, 5) >= 0.0 and spread_difficulty(0.98, 0.1, 5) <= 1.0
+    with pytest.raises(ValueError):
+        PoolEntry(name="a", spread=0.6)

@@ -37,6 +37,9 @@ class PoolEntry(BaseModel):
     step: float = Field(0.05, gt=0.0, le=1.0, description="Difficulty change per batch outside the band.")
     min_difficulty: float = Field(0.0, ge=0.0, le=1.0, description="Lowest difficulty steering may reach.")
     max_difficulty: float = Field(1.0, ge=0.0, le=1.0, description="Highest difficulty steering may reach.")
+    spread: float = Field(0.0, ge=0.0, le=0.5, description="Each problem's difficulty is drawn uniformly from "
+                          "[difficulty - spread, difficulty + spread] (clipped to [0, 1]) by its seed; 0 = all at "
+                          "the difficulty. A range of sizes keeps a policy from fitting one size.")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> PoolEntry:
@@ -98,6 +101,7 @@ class EnvPool:
         self.last_configured_fraction: float | None = None  # share of the last batch from configured entries
         self._counter = 0
         self._difficulty = {e.name: e.difficulty for e in self.entries}
+        self._spread = {e.name: e.spread for e in self.entries}
         self._ema: dict[str, float | None] = dict.fromkeys(names)
         self._updates = dict.fromkeys(names, 0)
 
@@ -118,6 +122,7 @@ class EnvPool:
         self.envs[entry.name] = env
         self._entry_of[env.name] = entry.name
         self._difficulty[entry.name] = entry.difficulty
+        self._spread[entry.name] = entry.spread
         self._ema[entry.name] = None
         self._updates[entry.name] = 0
 
@@ -138,7 +143,7 @@ class EnvPool:
         self.broken.pop(name, None)
         env = self.envs.pop(name)
         self._entry_of.pop(env.name, None)
-        for table in (self._difficulty, self._ema, self._updates):
+        for table in (self._difficulty, self._spread, self._ema, self._updates):
             table.pop(name, None)
 
     def updates(self) -> dict[str, int]:
@@ -205,15 +210,19 @@ class EnvPool:
         for k, name in enumerate(names):
             rows.setdefault(name, []).append(k)
         for name, ks in rows.items():
-            env, difficulty = self.envs[name], self._difficulty[name]
+            env, spread = self.envs[name], self._spread.get(name, 0.0)
+            by_difficulty: dict[float, list[int]] = {}
+            for k in ks:
+                by_difficulty.setdefault(spread_difficulty(self._difficulty[name], spread, seeds[k]), []).append(k)
             try:
                 many = getattr(env, "sample_many", None)
-                if many is not None:
-                    for k, inst in zip(ks, many([seeds[k] for k in ks], difficulty)):
-                        out[k] = inst
-                else:
-                    for k in ks:
-                        out[k] = env.sample(seeds[k], difficulty)
+                for difficulty, group in by_difficulty.items():
+                    if many is not None:
+                        for k, inst in zip(group, many([seeds[k] for k in group], difficulty)):
+                            out[k] = inst
+                    else:
+                        for k in group:
+                            out[k] = env.sample(seeds[k], difficulty)
             except Exception as exc:
                 if name in self.configured:
                     raise
@@ -306,6 +315,15 @@ class EnvPool:
             self._difficulty[name] = float(s["difficulty"])
             self._ema[name] = None if s["ema"] is None else float(s["ema"])
             self._updates[name] = int(s["updates"])
+
+
+def spread_difficulty(difficulty: float, spread: float, seed: int) -> float:
+    """The difficulty of the problem of ``seed`` in an entry at ``difficulty`` with ``spread``:
+    uniform in [difficulty - spread, difficulty + spread] by the seed alone, clipped to [0, 1]."""
+    if spread <= 0:
+        return difficulty
+    u = random.Random(stable_hash("spread", seed)).random()
+    return round(min(max(difficulty + spread * (2 * u - 1), 0.0), 1.0), 9)
 
 
 def _steer(entry: PoolEntry, difficulty: float, pass_rate: float) -> float:
