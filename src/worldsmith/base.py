@@ -82,13 +82,9 @@ class MixtureEntry(Strict):
     @field_validator("env")
     @classmethod
     def _known(cls, name: str) -> str:
-        from worldsmith import envs
+        from worldsmith.envs.registry import known_name
 
-        try:
-            envs.get(name)
-        except KeyError as exc:
-            raise ValueError(str(exc)) from None
-        return name
+        return known_name(name)
 
     @field_validator("difficulty", mode="before")
     @classmethod

@@ -66,3 +66,13 @@ def get(name: str) -> Environment:
     if sep and prefix in FAMILIES:
         return FAMILIES.get(prefix)(rest)
     raise UnknownEnvironment(ENVIRONMENTS.unknown(name))
+
+
+def known_name(name: str) -> str:
+    """``name`` when it names a registered environment (or family member), else a ValueError with
+    the registry's one line (for config validators)."""
+    try:
+        get(name)
+    except KeyError as exc:
+        raise ValueError(str(exc)) from None
+    return name

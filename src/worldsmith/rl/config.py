@@ -113,13 +113,9 @@ class EvalTask(Strict):
     @field_validator("env")
     @classmethod
     def _known(cls, name: str) -> str:
-        from worldsmith import envs
+        from worldsmith.envs.registry import known_name
 
-        try:
-            envs.get(name)
-        except KeyError as exc:
-            raise ValueError(str(exc)) from None
-        return name
+        return known_name(name)
 
 
 class EvalSection(Strict):
