@@ -121,7 +121,8 @@ def test_method_table_keeps_the_completions_per_step():
         m = method_config(cfg, name, seed=3)
         per_step[name] = m.train.prompts_per_step * m.train.group_size
         assert m.train.seed == 3 and m.model.init_seed == 3
-    assert set(per_step.values()) == {10}
+    single = per_step.pop("mssr_single")  # the one method meant for --equal-time: the same prompts, one rollout
+    assert set(per_step.values()) == {10} and single == 2
     cuts = method_config(cfg, "mixed_cuts", 0).sampling
     assert cuts.cuts.enabled and (cuts.mixed_plan.standard, cuts.mixed_plan.cuts) == (3, 2)
     assert method_config(cfg, "mssr", 0).train.loss_cfg.kl_coef == 0.01
@@ -181,6 +182,39 @@ def test_a_folder_of_another_comparison_is_refused(compared, config_path, args, 
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_equal_time_gives_later_methods_the_first_methods_seconds(config_path, tmp_path):
+    out = tmp_path / "cmp"
+    args = ["--methods", "grpo,mssr_single", "--seeds", "0", "--out", out]
+    code, stdout, stderr = run_cli("compare", config_path, *args, "--equal-time")
+    assert code == 0, stderr
+    first = json.loads((out / "runs" / "grpo-s0" / "summary.json").read_text())
+    single = json.loads((out / "runs" / "mssr_single-s0" / "summary.json").read_text())
+    assert first["time_budget_s"] is None and first["steps"] == TINY["train"]["steps"]
+    budget = single["time_budget_s"]
+    assert budget == first["train_seconds"] and f"training for {budget:.1f} s, as grpo did" in stderr
+    # it stops at the first step boundary past the budget, or at the cap on steps
+    rows = [json.loads(line) for line in (out / "runs" / "mssr_single-s0" / "metrics.jsonl").open()]
+    times = [r["time/step"] for r in rows]
+    assert len(times) == single["steps"] <= TINY["train"]["steps"] * 16
+    assert sum(times) >= budget or single["steps"] == TINY["train"]["steps"] * 16
+    assert sum(times[:-1]) < budget
+    # one rollout per prompt with the same prompts: a quarter of grpo's completions per step
+    init = sum(r.get("mssr/init_rollouts") or 0 for r in rows)  # the value tracker's first estimates
+    assert single["completions"] - init == single["steps"] * TINY["train"]["prompts_per_step"]
+    result = json.loads(stdout)
+    assert result["equal_time"] is True and "Equal training time" in (out / "compare.md").read_text()
+    # the folder remembers: without --equal-time it is another comparison
+    code, _, stderr = run_cli("compare", config_path, *args)
+    assert code == 2 and "at equal training time; add --equal-time" in stderr
+
+
+def test_equal_time_refuses_a_decaying_schedule(config_path, tmp_path):
+    code, _, stderr = run_cli("compare", config_path, "optim.schedule=cosine", "--methods", "grpo,mssr",
+                              "--seeds", "0", "--out", tmp_path / "cmp", "--equal-time")
+    assert code == 2 and "--equal-time needs optim.schedule constant" in stderr
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_a_folder_holding_something_else_is_refused(config_path, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     code, _, stderr = run_cli("compare", config_path, *METHOD_ARGS, "--out", tmp_path)
@@ -189,7 +223,7 @@ def test_a_folder_holding_something_else_is_refused(config_path, tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--methods", "grpo,ppo"], "unknown method 'ppo'; valid methods: grpo, mixed_cuts, mssr, g2rl"),
+    (["--methods", "grpo,ppo"], "unknown method 'ppo'; valid methods: grpo, mixed_cuts, mssr, mssr_single, g2rl"),
     (["--methods", "grpo,grpo"], "grpo is named twice"),
     (["--methods", ""], "--methods"),
     (["--seeds", "4-1"], "the range 4-1 is empty"),
@@ -213,8 +247,8 @@ def test_the_command_refuses_an_unknown_method_without_a_traceback(config_path, 
                            "grpo,nope", "--out", str(tmp_path / "cmp")], capture_output=True, text=True,
                           timeout=120, env=env)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == ("error: unknown method 'nope'; valid methods: grpo, mixed_cuts, mssr, g2rl, vppo, "
-                                   "vppo_simple, prm_mix")
+    assert done.stderr.strip() == ("error: unknown method 'nope'; valid methods: grpo, mixed_cuts, mssr, mssr_single, "
+                                   "g2rl, vppo, vppo_simple, prm_mix")
 
 
 def test_parse_seeds():

@@ -68,6 +68,15 @@ def _mssr(cfg: dict) -> dict:
     return cfg
 
 
+def _mssr_single(cfg: dict) -> dict:
+    t = cfg["train"]
+    t["group_size"] = 1  # one rollout per prompt, the same prompts: 1/group_size of the completions per step
+    t["advantage"] = "mssr"
+    if not t["loss_cfg"]["kl_coef"]:
+        t["loss_cfg"]["kl_coef"] = 0.01
+    return cfg
+
+
 def _g2rl(cfg: dict) -> dict:
     cfg["train"]["shaping"]["g2rl"]["enabled"] = True
     return cfg
@@ -107,6 +116,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            ("groups/zero_variance_fraction", "entropy", "cuts/reward_gap", "cuts/var_within")),
     Method("mssr", "group_size 1 with group_size x the prompts; advantage mssr; KL 0.01 when the config "
            "has none", _mssr,
+           ("entropy", "mssr/psi_mean", "mssr/rho", "mssr/value_std")),
+    Method("mssr_single", "mssr with the same prompts per step, one rollout each (1/group_size of the "
+           "completions per step; for --equal-time)", _mssr_single,
            ("entropy", "mssr/psi_mean", "mssr/rho", "mssr/value_std")),
     Method("g2rl", "train.shaping.g2rl on", _g2rl,
            ("groups/zero_variance_fraction", "entropy", "g2rl/nu_std", "g2rl/cosine_mean")),
@@ -153,14 +165,24 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def method_config(cfg, method: str, seed: int):
+#: With ``equal_time``, a method after the first may take up to this many times ``train.steps``
+#: within the first method's training seconds (a method with cheaper steps takes more of them).
+EQUAL_TIME_STEP_FACTOR = 16
+
+
+def method_config(cfg, method: str, seed: int, time_budget_s: float | None = None):
     """The run config of ``method`` at ``seed``: the user's ``cfg`` (a RunConfig) with the method's
-    overrides, ``train.seed`` and ``model.init_seed`` (and ``model.base_seed`` with a base) set to ``seed``."""
+    overrides, ``train.seed`` and ``model.init_seed`` (and ``model.base_seed`` with a base) set to ``seed``.
+    With ``time_budget_s`` the run stops when its steps have taken that long (``train.time_budget_s``),
+    after at most ``EQUAL_TIME_STEP_FACTOR`` x ``train.steps`` steps."""
     from worldsmith.configuration import ConfigError, build
     from worldsmith.rl.config import RunConfig
 
     data = seed_config(cfg, seed).model_dump(mode="json")
     data = METHODS[parse_methods([method])[0]].configure(data)
+    if time_budget_s is not None:
+        data["train"]["time_budget_s"] = time_budget_s
+        data["train"]["steps"] *= EQUAL_TIME_STEP_FACTOR
     try:
         return build(RunConfig, data)
     except ConfigError as exc:
@@ -183,21 +205,24 @@ def seed_config(cfg, seed: int):
 # --- the folder -----------------------------------------------------------------------------------
 
 
-def _spec(cfg, methods: list[str], start_name: str) -> dict:
+def _spec(cfg, methods: list[str], start_name: str, equal_time: bool = False) -> dict:
     data = cfg.model_dump(mode="json")
     data["train"].pop("seed")  # set per seed
     data["model"].pop("init_seed")
     data["model"].pop("base_seed", None)
-    return {"methods": methods, "start": start_name, "config": data}
+    spec = {"methods": methods, "start": start_name, "config": data}
+    if equal_time:
+        spec["equal_time"] = True
+    return spec
 
 
-def _open_folder(out: pathlib.Path, cfg, methods: list[str], start_name: str) -> None:
+def _open_folder(out: pathlib.Path, cfg, methods: list[str], start_name: str, equal_time: bool = False) -> None:
     """Create ``out`` with its spec.json, or check that the comparison it holds is this one."""
     from worldsmith.runs import atomic_write_json
 
     if out.exists() and not out.is_dir():
         raise CompareError(f"--out {out} is a file, not a folder")
-    spec = _spec(cfg, methods, start_name)
+    spec = _spec(cfg, methods, start_name, equal_time)
     path = out / "spec.json"
     if not path.is_file():
         if out.is_dir() and any(out.iterdir()):
@@ -211,6 +236,10 @@ def _open_folder(out: pathlib.Path, cfg, methods: list[str], start_name: str) ->
         raise CompareError(f"{path} is not a readable comparison spec; choose another --out") from None
     if held_methods != methods:
         raise CompareError(f"{out} holds a comparison of {','.join(held_methods)}, not {','.join(methods)}; "
+                           "choose another --out")
+    if bool(held.get("equal_time")) != equal_time:
+        raise CompareError(f"{out} holds a comparison {'at' if held.get('equal_time') else 'without'} equal "
+                           f"training time; {'add' if held.get('equal_time') else 'drop'} --equal-time or "
                            "choose another --out")
     if held_start != start_name:
         raise CompareError(f"{out} holds a comparison from the start policy {held_start!r}, not {start_name!r}; "
@@ -279,8 +308,10 @@ def _tail_mean(rows: list[dict], key: str) -> float | None:
     return sum(tail) / len(tail)
 
 
-def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progress: bool, log) -> dict:
-    """Train ``method`` at ``seed`` from the seed's start policy; returns (and writes) its summary."""
+def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progress: bool, log,
+         time_budget_s: float | None = None) -> dict:
+    """Train ``method`` at ``seed`` from the seed's start policy (within ``time_budget_s`` training
+    seconds when given); returns (and writes) its summary."""
     import torch
 
     from worldsmith.configuration import dump
@@ -291,7 +322,7 @@ def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progr
     from worldsmith.runs import RunDir
     from worldsmith.tracking import attach
 
-    mcfg = method_config(cfg, method, seed)
+    mcfg = method_config(cfg, method, seed, time_budget_s)
     run = RunDir(out / "runs" / f"{method}-s{seed}")
     started = time.perf_counter()
     torch.manual_seed(seed)
@@ -326,6 +357,7 @@ def _run(out: pathlib.Path, cfg, method: str, seed: int, start_eval: dict, progr
         "train_seconds": sum(r.get("time/step") or 0.0 for r in rows)
         + sum(r.get("mssr/init_seconds") or 0.0 for r in rows),
         "steps": trainer.step_index,
+        "time_budget_s": time_budget_s,
         "problems": after["overall"]["problems"],
         "k": after["k"],
         "resumed_from": resumed_from,
@@ -345,7 +377,7 @@ def _metrics(head: dict) -> dict:
 
 def compare(cfg, methods: Sequence[str], seeds: Sequence[int], out: str | pathlib.Path, *,
             start: StartPolicy | None = None, start_name: str = "config", progress: bool = True,
-            log: Callable[[str], None] | None = _stderr) -> dict:
+            log: Callable[[str], None] | None = _stderr, equal_time: bool = False) -> dict:
     """Run (or finish) every (method, seed) of the comparison in ``out`` and write its report.
 
     ``cfg`` is the user's RunConfig; ``methods`` names from ``METHODS`` (the first is the baseline of
@@ -355,6 +387,9 @@ def compare(cfg, methods: Sequence[str], seeds: Sequence[int], out: str | pathli
     ``start`` builds each seed's start policy (default ``recipes.build_policy``: the config's model,
     SFT warm start when ``sft.examples``), saved as ``starts/s<seed>/policy_init`` and reused from there;
     ``start_name`` names it in ``spec.json``, so that a folder is never finished from another start.
+
+    ``equal_time``: every method after the first trains for as long as the first took at the same
+    seed (its summed step seconds), instead of for ``train.steps`` steps; the schedule must be constant.
     """
     if start is None:
         from worldsmith.recipes import build_policy as start
@@ -364,24 +399,30 @@ def compare(cfg, methods: Sequence[str], seeds: Sequence[int], out: str | pathli
         raise CompareError("--seeds: give at least one seed")
     for method in methods:  # every method's config is valid before any work starts
         method_config(cfg, method, seeds[0])
+    if equal_time and cfg.optim.schedule != "constant":
+        raise CompareError(f"--equal-time needs optim.schedule constant (a {cfg.optim.schedule} decay's length "
+                           "is train.steps, which equal time leaves open)")
     out = pathlib.Path(out)
-    _open_folder(out, cfg, methods, start_name)
+    _open_folder(out, cfg, methods, start_name, equal_time)
     done = skipped = 0
     started = time.perf_counter()
     total = len(methods) * len(seeds)
     for seed in seeds:
-        start_eval = None
-        for method in methods:
+        start_eval = budget = None
+        for i, method in enumerate(methods):
             n = done + skipped + 1
             summary_path = out / "runs" / f"{method}-s{seed}" / "summary.json"
+            if equal_time and i == 1:  # the first method's training time, on this seed
+                budget = json.loads((out / "runs" / f"{methods[0]}-s{seed}" / "summary.json").read_text())["train_seconds"]
             if summary_path.is_file():
                 _say(log, f"[{n}/{total}] {method} seed {seed}: finished earlier, skipped")
                 skipped += 1
                 continue
             if start_eval is None:
                 start_eval = _start(out, cfg, seed, start, progress, log)
-            _say(log, f"[{n}/{total}] {method} seed {seed}: training")
-            summary = _run(out, cfg, method, seed, start_eval, progress, log)
+            _say(log, f"[{n}/{total}] {method} seed {seed}: training"
+                      + (f" for {budget:.1f} s, as {methods[0]} did" if budget is not None else ""))
+            summary = _run(out, cfg, method, seed, start_eval, progress, log, budget)
             a = summary["after"]
             _say(log, f"[{n}/{total}] {method} seed {seed}: done in {summary['seconds']:.1f}s; "
                       + ", ".join(f"{k} {_num(summary['before'][k])} -> {_num(a[k])}" for k in a))
@@ -432,7 +473,7 @@ def report(out: str | pathlib.Path, methods: Sequence[str], seeds: Sequence[int]
     atomic_write_bytes(out / "runs.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
     by = {(r["method"], r["seed"]): r for r in rows}
     accuracy = list(rows[0]["after"])
-    columns = [*accuracy, "completions", "train_seconds"]
+    columns = [*accuracy, "steps", "completions", "train_seconds"]
 
     def values(method: str, key: str, when: str = "after") -> list[float | None]:
         return [by[method, s][when][key] if key in accuracy else by[method, s][key] for s in seeds]
@@ -452,6 +493,7 @@ def report(out: str | pathlib.Path, methods: Sequence[str], seeds: Sequence[int]
     result = {
         "compare": str(out), "methods": methods, "seeds": seeds, "k": rows[0]["k"],
         "problems": rows[0]["problems"], "steps": {m: by[m, seeds[0]]["steps"] for m in methods},
+        "equal_time": any(r.get("time_budget_s") is not None for r in rows),
         "metrics": metrics, "paired": paired, "gain": gain, "mechanism": mechanism,
     }
     atomic_write_json(out / "compare.json", result)
@@ -485,13 +527,16 @@ def markdown(result: dict) -> str:
         f"Methods {', '.join(methods)}; seeds {', '.join(map(str, seeds))} (n = {n}); "
         f"{result['problems']} eval-split problems, k = {result['k']}. "
         "Cells are the mean over seeds with its 95% confidence interval (Student t)"
-        + (" (one seed: no interval)." if n < 2 else "."),
+        + (" (one seed: no interval)." if n < 2 else ".")
+        + (f" Equal training time: each method trained for as long as {first} did on the same seed."
+           if result.get("equal_time") else ""),
         "",
         "## Held-out metrics after training",
         "",
-        *_table(["method", *accuracy, "completions", "train seconds"],
-                [["start", *(_cell(result["metrics"]["start"][k]) for k in accuracy), "–", "–"]]
+        *_table(["method", *accuracy, "steps", "completions", "train seconds"],
+                [["start", *(_cell(result["metrics"]["start"][k]) for k in accuracy), "–", "–", "–"]]
                 + [[m, *(_cell(result["metrics"][m][k]) for k in accuracy),
+                    _cell(result["metrics"][m].get("steps"), digits=0),
                     _cell(result["metrics"][m]["completions"], digits=0),
                     _cell(result["metrics"][m]["train_seconds"], digits=1)] for m in methods]),
         "",

@@ -31,7 +31,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     cfg = commands.load_run_config(args.config, args.overrides)
     try:
-        result = compare(cfg, methods, seeds, args.out, progress=True)
+        result = compare(cfg, methods, seeds, args.out, progress=True, equal_time=args.equal_time)
     except CompareError as exc:
         raise UsageError(str(exc)) from None
     except ConfigError as exc:
@@ -47,8 +47,12 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config, e.g. train.steps=50")
     p.add_argument("--methods", default="grpo,mixed_cuts,mssr,g2rl",
                    help="comma-separated, the first is the baseline of the paired differences "
-                        "(grpo, mixed_cuts, mssr, g2rl, vppo, vppo_simple, prm_mix; default the first four)")
+                        "(grpo, mixed_cuts, mssr, mssr_single, g2rl, vppo, vppo_simple, prm_mix; default grpo, mixed_cuts, "
+                        "mssr, g2rl)")
     p.add_argument("--seeds", default="0-4", help="a range such as 0-4 or a list such as 0,2,5 (default 0-4)")
     p.add_argument("--out", required=True, help="comparison folder; rerun the same command to finish it")
+    p.add_argument("--equal-time", action="store_true",
+                   help="train every method after the first for as long as the first took on the same seed "
+                        "(summed step seconds) instead of for train.steps steps")
     p.set_defaults(func=cmd_compare)
 

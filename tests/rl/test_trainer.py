@@ -129,6 +129,33 @@ def test_resume_continues_the_same_trajectory(tmp_path):
     assert len(split.read_metrics()) == 4
 
 
+def test_a_time_budget_stops_at_a_step_boundary_and_survives_a_resume(tmp_path, monkeypatch):
+    clock = iter(range(0, 10_000, 5))  # every perf_counter call advances 5 "seconds"
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)))
+    cfg, model, tok = make(tmp_path, steps=50, checkpoint_every=0, time_budget_s=1e-6)
+    run = RunDir(tmp_path)
+    trainer = Trainer(cfg, model, tok)
+    rows = trainer.fit(run, progress=False)
+    assert len(rows) == 1 and trainer.out_of_time()  # one step spends any positive budget
+    assert [p.name for p in run.checkpoint_dir.iterdir()] == ["step_1.pt"]  # saved where it stopped
+    spent = trainer.train_seconds
+    assert spent == rows[0]["time/step"] > 0
+
+    again = Trainer(cfg, make(tmp_path)[1], tok)
+    assert again.resume(run) and again.train_seconds == spent
+    assert again.fit(run, progress=False) == []  # the budget is still spent after a resume
+
+    more = cfg.model_copy(deep=True)
+    more.train.time_budget_s = spent * 2.5  # room for the step that crosses it, then stop
+    longer = Trainer(more, make(tmp_path)[1], tok)
+    assert longer.resume(run)
+    taken = longer.fit(run, progress=False)
+    times = [r["time/step"] for r in run.read_metrics()]
+    assert len(taken) >= 1 and longer.step_index == len(times) < 50
+    assert sum(times) >= more.train.time_budget_s > sum(times[:-1])
+    assert longer.train_seconds == pytest.approx(sum(times))
+
+
 def test_invalid_rewards_are_counted_and_never_reach_advantages(tmp_path):
     cfg, model, tok = make(tmp_path, env="test_flaky_reward", steps=2)
     rows = Trainer(cfg, model, tok).fit(RunDir(tmp_path), progress=False)

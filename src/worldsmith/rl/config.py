@@ -71,6 +71,10 @@ class OptimSection(Strict):
 
 class TrainSection(Strict):
     steps: int = Field(100, ge=1, description="RL steps (one rollout batch each).")
+    time_budget_s: float | None = Field(None, gt=0.0, description="Stop at the first step boundary where the "
+                                        "steps' summed time (time/step) reaches this many seconds, even before "
+                                        "train.steps; a resumed run counts the time of the steps it kept. "
+                                        "None: train.steps alone decides.")
     prompts_per_step: int = Field(32, ge=1, description="Distinct prompts per step, over all processes.")
     group_size: int = Field(8, ge=1, description="Completions per prompt (the GRPO group).")
     ppo_epochs: int = Field(1, ge=1, description="Passes over each rollout batch.")

@@ -192,6 +192,7 @@ class Trainer:
         self.backend = HFBackend(self.acc.unwrap_model(self.model), tokenizer, device=self.acc.device, batch_size=s.batch_size)
         self._pending_metrics: dict = {}  # logged with the next step (e.g. a method's before_fit pass)
         self.step_index = 0
+        self.train_seconds = 0.0  # summed time/step of the steps taken (train.time_budget_s)
         self.methods: list[Method] = [cls(self) for cls in configured_methods(cfg)]
         self.methods += [make(self) for make in methods]
 
@@ -559,6 +560,21 @@ class Trainer:
         metrics["time/step"] = time.perf_counter() - started
         return {"step": step, **metrics}
 
+    def out_of_time(self) -> bool:
+        """Whether ``train.time_budget_s`` is spent (never, without one)."""
+        budget = self.cfg.train.time_budget_s
+        return budget is not None and self.train_seconds >= budget
+
+    def _main_value(self, value: float) -> float:
+        """The main process's ``value`` on every process, so that all stop at the same step."""
+        if self.acc.num_processes == 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
     def postfix(self, row: dict) -> dict:
         """What the progress bar shows after a step: the headline figures, then the methods' fields."""
         out = {"reward": f"{row['reward/mean']:.3f}", "acc": f"{row['accuracy/train']:.2f}",
@@ -571,6 +587,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "step": self.step_index,
+            "train_seconds": self.train_seconds,
             "model": self.acc.unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -583,6 +600,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step_index = int(state["step"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         self.acc.unwrap_model(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -634,7 +652,8 @@ class Trainer:
 
     # --- the loop --------------------------------------------------------------------------------
     def fit(self, run: RunDir, *, progress: bool = True, on_step=None) -> list[dict]:
-        """Train up to ``cfg.train.steps`` steps, logging each to ``metrics.jsonl``.
+        """Train up to ``cfg.train.steps`` steps (fewer when ``train.time_budget_s`` runs out), logging
+        each to ``metrics.jsonl``.
 
         ``on_step(trainer, row)`` (optional) runs after each step on the main process (e.g. evals).
         """
@@ -647,9 +666,10 @@ class Trainer:
         rows = []
         bar = progress_bar(total=t.steps, initial=self.step_index, desc="train", disable=not (progress and main),
                            dynamic_ncols=True)
-        while self.step_index < t.steps:
+        while self.step_index < t.steps and not self.out_of_time():
             row = self.step(self.step_index)
             self.step_index += 1
+            self.train_seconds += self._main_value(row["time/step"])
             if on_step is not None and main:
                 on_step(self, row)
             if main:
@@ -658,7 +678,8 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(self.postfix(row))
             every = t.checkpoint_every
-            if main and ((every and self.step_index % every == 0) or self.step_index == t.steps):
+            last = self.step_index == t.steps or self.out_of_time()
+            if main and ((every and self.step_index % every == 0) or last):
                 self.save_checkpoint(run)
         bar.close()
         self.acc.wait_for_everyone()
