@@ -58,23 +58,18 @@ def _mixed_cuts(cfg: dict) -> dict:
     return cfg
 
 
-def _mssr(cfg: dict) -> dict:
+def _mssr_single(cfg: dict) -> dict:
     t = cfg["train"]
-    t["prompts_per_step"] *= t["group_size"]  # one rollout per prompt, the same completions per step
-    t["group_size"] = 1
+    t["group_size"] = 1  # one rollout per prompt, the same prompts: 1/group_size of the completions per step
     t["advantage"] = "mssr"
     if not t["loss_cfg"]["kl_coef"]:
         t["loss_cfg"]["kl_coef"] = 0.01  # the tracker's KL-adaptive forgetting needs a reference
     return cfg
 
 
-def _mssr_single(cfg: dict) -> dict:
-    t = cfg["train"]
-    t["group_size"] = 1  # one rollout per prompt, the same prompts: 1/group_size of the completions per step
-    t["advantage"] = "mssr"
-    if not t["loss_cfg"]["kl_coef"]:
-        t["loss_cfg"]["kl_coef"] = 0.01
-    return cfg
+def _mssr(cfg: dict) -> dict:
+    cfg["train"]["prompts_per_step"] *= cfg["train"]["group_size"]  # the same completions per step
+    return _mssr_single(cfg)
 
 
 def _g2rl(cfg: dict) -> dict:
@@ -109,6 +104,8 @@ class Method:
     mechanism: tuple[str, ...]
 
 
+MSSR_MECHANISM = ("entropy", "mssr/psi_mean", "mssr/rho", "mssr/value_std")
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("grpo", "the config as given", _grpo,
            ("groups/zero_variance_fraction", "entropy")),
@@ -116,10 +113,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            ("groups/zero_variance_fraction", "entropy", "cuts/reward_gap", "cuts/var_within")),
     Method("mssr", "group_size 1 with group_size x the prompts; advantage mssr; KL 0.01 when the config "
            "has none", _mssr,
-           ("entropy", "mssr/psi_mean", "mssr/rho", "mssr/value_std")),
+           MSSR_MECHANISM),
     Method("mssr_single", "mssr with the same prompts per step, one rollout each (1/group_size of the "
-           "completions per step; for --equal-time)", _mssr_single,
-           ("entropy", "mssr/psi_mean", "mssr/rho", "mssr/value_std")),
+           "completions per step; for --equal-time)", _mssr_single, MSSR_MECHANISM),
     Method("g2rl", "train.shaping.g2rl on", _g2rl,
            ("groups/zero_variance_fraction", "entropy", "g2rl/nu_std", "g2rl/cosine_mean")),
     Method("vppo", "train.advantage vppo (reward prefixes before the PRM's first error; train.vppo)", _vppo,
