@@ -2,8 +2,11 @@
 
 - Time: seconds to stream the same document (``--chunks`` chunks of ``--chunk`` tokens, window twice
   the chunk) through the same model: plain reading (no memory, the peer) vs Locas-GLU test-time
-  training (1 step per chunk) vs TempLoRA at the same parameter count. Runs alternate (plain,
-  Locas, TempLoRA, plain, ...) and each figure is a median. Target: Locas / plain <= 2.
+  training (1 step per chunk), exact (gradient through the whole window) and with the context read
+  without gradient (``context_grad=False``), vs TempLoRA at the same parameter count. Runs
+  alternate (plain, Locas, Locas cached context, TempLoRA, plain, ...) and each figure is a
+  median. Target: Locas / plain <= 2. ``--memory-layers`` puts the memory on some layers only
+  (``upper``: the upper half), which shortens the backward pass.
 - Parameters: memory parameters / model parameters, for the timed model and for Qwen3-0.6B- and
   Qwen3-1.7B-shaped models (counted on the meta device, nothing allocated) at r = 16 and 64.
   Target <= 1%.
@@ -51,6 +54,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--model", default=None, help="a local model folder instead of the config-built Llama")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--memory-layers", default="all",
+                    help="decoder layers with memory: all, upper (the upper half) or comma-separated indices")
     ap.add_argument("--quick", action="store_true", help="one repeat, two chunks (a smoke run)")
     args = ap.parse_args()
     if args.quick:
@@ -70,17 +75,27 @@ def main() -> None:
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (args.chunk * args.chunks,), generator=torch.Generator().manual_seed(0))
     ttt = TTTConfig(chunk=args.chunk, window=2 * args.chunk, steps=1)
+    cached = TTTConfig(chunk=args.chunk, window=2 * args.chunk, steps=1, context_grad=False)
     n_model = sum(p.numel() for p in model.parameters())
-    locas_params = 3 * args.rank * model.config.hidden_size * model.config.num_hidden_layers
+    n_layers = model.config.num_hidden_layers
+    if args.memory_layers == "all":
+        layers = None
+    elif args.memory_layers == "upper":
+        layers = list(range(n_layers // 2, n_layers))
+    else:
+        layers = [int(x) for x in args.memory_layers.split(",")]
+    locas_params = 3 * args.rank * model.config.hidden_size * (n_layers if layers is None else len(layers))
     lora_rank = matching_lora_rank(model, locas_params)
-    times: dict[str, list[float]] = {"plain": [], "locas": [], "templora": []}
+    times: dict[str, list[float]] = {"plain": [], "locas": [], "locas_cached_context": [], "templora": []}
     params = {}
     read_document(model, ids[: 2 * args.chunk], None, ttt)  # warm-up
     for _ in range(args.repeats):
         times["plain"].append(read_document(model, ids, None, ttt).seconds)
-        r = read_document(model, ids, LocasMemory(MemoryConfig(rank=args.rank)), ttt)
+        r = read_document(model, ids, LocasMemory(MemoryConfig(rank=args.rank, layers=layers)), ttt)
         times["locas"].append(r.seconds)
         params["locas"] = r.memory_params
+        r = read_document(model, ids, LocasMemory(MemoryConfig(rank=args.rank, layers=layers)), cached)
+        times["locas_cached_context"].append(r.seconds)
         r = read_document(model, ids, TempLoRAMemory(lora_rank), ttt)
         times["templora"].append(r.seconds)
         params["templora"] = r.memory_params
@@ -88,9 +103,11 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "memory_overhead",
         "model_params": n_model, "rank": args.rank, "lora_rank": lora_rank,
+        "memory_layers": list(range(n_layers)) if layers is None else layers,
         "tokens": int(ids.numel()), "chunk": args.chunk, "window": 2 * args.chunk,
         "seconds": {k: round(v, 4) for k, v in med.items()},
         "time_ratio": {"locas_vs_plain": round(med["locas"] / med["plain"], 3),
+                       "locas_cached_context_vs_plain": round(med["locas_cached_context"] / med["plain"], 3),
                        "templora_vs_plain": round(med["templora"] / med["plain"], 3)},
         "memory_fraction": {"locas": round(params["locas"] / n_model, 5),
                             "templora": round(params["templora"] / n_model, 5)},

@@ -11,6 +11,11 @@ every run's curve and steps-to-target; ``--plot`` draws steps-to-target against 
 
     .venv/bin/python benchmarks/theorem1_depth.py --depths 2,3,4,5 --seeds 0 --max-steps 40 --plot theorem1.png
 
+``--base PATH`` starts every run from a policy folder instead (e.g. a ``worldsmith base`` policy,
+which saw depths 1 to 8 in its SFT; deeper chains then test how fast each method extends it):
+
+    .venv/bin/python benchmarks/theorem1_depth.py --base ~/.cache/worldsmith/base/HASH --depths 8,9,10,11 --lr 1e-4
+
 VPPO uses the partial buffer c = 0.1 |o| (with the default c = prompt length the tiny model's
 responses, shorter than their prompts, get no reward prefix at all; see docs/process.md).
 """
@@ -51,17 +56,22 @@ def config(depth: int, seed: int, args, method: str | None = None) -> RunConfig:
         train |= {"advantage": "vppo", "vppo": {"shorten": "partial", "partial_share": 0.1,
                                                  "prm": {"noise": args.noise}}}
     return build(RunConfig, {
-        "threads": 1, "model": {"tiny": {"hidden_size": 64, "num_layers": 2, "num_heads": 4,
+        "threads": args.threads, "model": {"tiny": {"hidden_size": 64, "num_layers": 2, "num_heads": 4,
                                           "intermediate_size": 256}, "init_seed": seed},
         "pool": pool, "sampling": {"max_new_tokens": 8 * depth + 24},
         "sft": {"examples": args.sft_examples, "epochs": 1, "lr": 3e-3, "batch_size": 16},
-        "optim": {"lr": 3e-4}, "train": train,
+        "optim": {"lr": args.lr}, "train": train,
         "eval": {"instances": args.eval_instances, "samples": 4, "greedy": False},
     })
 
 
 def build_start(depths: list[int], seed: int, args):
-    """The tiny model after SFT on ``decision_chain`` at every depth of ``depths`` (equal shares)."""
+    """The tiny model after SFT on ``decision_chain`` at every depth of ``depths`` (equal shares),
+    or the policy folder ``--base``."""
+    if args.base:
+        from worldsmith.policy.model import load_policy
+
+        return load_policy(args.base.format(seed=seed), progress=False)
     cfg = config(depths[0], seed, args)
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(tokenizer, cfg.model.tiny, seed=seed)
@@ -113,11 +123,15 @@ def main() -> None:
     p.add_argument("--eval-instances", type=int, default=64)
     p.add_argument("--noise", type=float, default=0.0, help="VPPO's first-error corruption rate")
     p.add_argument("--plot", default=None)
+    p.add_argument("--base", default=None, help="a policy folder to start from instead of the SFT'd tiny model; "
+                   "'{seed}' in it is replaced by the seed (one base per seed)")
+    p.add_argument("--lr", type=float, default=3e-4, help="RL learning rate")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     runs = []
     for seed in seeds:
         start = build_start(depths, seed, args)
@@ -125,7 +139,8 @@ def main() -> None:
             for method in methods:
                 runs.append(steps_to_target(start, depth, method, seed, args))
     print(json.dumps({"benchmark": "theorem1_depth", "target": args.target, "max_steps": args.max_steps,
-                      "depths": depths, "seeds": seeds, "noise": args.noise, "runs": runs,
+                      "depths": depths, "seeds": seeds, "noise": args.noise, "base": args.base, "lr": args.lr,
+                      "runs": runs,
                       "machine": platform.machine()}))
     if args.plot:
         import matplotlib

@@ -63,6 +63,38 @@ def test_eval_runs_methods_and_seeds_and_reports_intervals(model_dir, tmp_path, 
     assert json.loads(last)["benchmark"] == "memory_eval"
 
 
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory):
+    """The tiny model after a moment of SFT on decision_chain: it writes the step format's characters
+    instead of newlines, so a memory of a book visibly changes its answers."""
+    from worldsmith.policy.sft import sft_examples, train_sft
+
+    path = tmp_path_factory.mktemp("memory") / "policy"
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok, TinyModelConfig(hidden_size=32, num_layers=2, intermediate_size=64,
+                                                  max_position_embeddings=256), seed=0)
+    examples = sft_examples([("decision_chain", 0.1, 1.0)], 160, split="train", seed=0)
+    train_sft(model, tok, examples, epochs=1, lr=3e-3, batch_size=16, seed=0, progress=False)
+    save_policy(model, tok, path)
+    return path
+
+
+def test_eval_measures_forgetting_as_environment_accuracy_attached_and_merged(policy_dir, tmp_path, capsys):
+    out = tmp_path / "forget"
+    code = main(["memory", "eval", "--model", str(policy_dir), "--out", str(out), "--seeds", "0", "--chars", "1500",
+                 "--methods", "locas-glu-top_r", "--window", "128", "--chunk", "64", "--rank", "4", "--lr", "3e-2",
+                 "--forgetting-env", "decision_chain@0.1", "--forgetting-instances", "6", "--max-new-tokens", "12"])
+    assert code == 0
+    acc = json.loads((out / "results.json").read_text())["forgetting"]["env_accuracy"]
+    assert 0.0 <= acc["backbone"] <= 1.0
+    assert acc["attached_minus_backbone"]["mean"] == pytest.approx(acc["attached"]["mean"] - acc["backbone"])
+    # the memory of the book changed the greedy answers, and merging it changed none of them
+    assert acc["answers_changed_attached"]["mean"] > 0
+    assert acc["answers_changed_merged_vs_attached"]["mean"] == 0.0
+    assert acc["merged"]["mean"] == acc["attached"]["mean"]
+    assert "greedy answers changed" in capsys.readouterr().out
+
+
 def test_recall_scores_each_choice_by_its_mean_log_probability_after_the_window(model_dir):
     from worldsmith.memory.experiment import choice_scores, recall_accuracy
 
@@ -93,6 +125,9 @@ def test_recall_scores_each_choice_by_its_mean_log_probability_after_the_window(
     (["eval", "--out", "o", "--methods", "none,magic"], "unknown magic"),
     (["eval", "--out", "o", "--steps", "-1"], "steps: Input should be greater than or equal to 0"),
     (["read", "BOOK", "--out", "o", "--layers", "a,b"], "comma-separated layer"),
+    (["eval", "--out", "o", "--forgetting-env", "nope"], "nope"),
+    (["eval", "--out", "o", "--forgetting-env", "decision_chain", "--no-forgetting"], "include that method"),
+    (["eval", "--out", "o", "--forgetting-env", "decision_chain@7"], "difficulty"),
 ])
 def test_user_mistakes_are_one_line_errors(model_dir, tmp_path, capsys, args, fragment):
     book = tmp_path / "b.txt"

@@ -146,3 +146,46 @@ def test_the_book_states_facts_early_and_asks_about_them_at_the_end():
     hop = next(q for q in book.questions if q.kind == "multi_hop")
     meeting = next(m for m in book.meetings if f"{m.a} met on day {m.day}" in hop.text)
     assert hop.answer == next(p.town for p in book.people if p.name == meeting.b)
+
+
+def test_a_chunk_read_against_the_cached_context_scores_as_the_whole_window():
+    from worldsmith.memory.ttt import _chunk_nll
+
+    model = tiny()
+    ids = doc(200, seed=1)
+    memory = LocasMemory(MemoryConfig(rank=4))
+    memory.attach(model, ids[:64])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(1)
+    with torch.no_grad():  # a memory that changes the outputs (V starts at zero)
+        for p in memory.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    for p in memory.parameters():
+        p.requires_grad_(True)
+    full = _chunk_nll(model, ids, 32, 64, 96)
+    cached = _chunk_nll(model, ids, 32, 64, 96, cached=True)
+    with torch.no_grad():
+        logits = model(ids[32:96][None]).logits[0, 31:63]
+    assert torch.allclose(full, torch.nn.functional.cross_entropy(logits, ids[64:96], reduction="none"), atol=1e-5)
+    assert full.shape == (32,) and torch.allclose(full, cached, atol=1e-5)
+    g_full = torch.autograd.grad(full.mean(), memory.parameters())
+    g_cached = torch.autograd.grad(cached.mean(), memory.parameters())
+    assert all(g.abs().sum() > 0 for g in g_cached)
+    # the cached read does not backpropagate through the memory's effect on the context
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_full, g_cached))
+    memory.detach()
+
+
+def test_reading_with_the_context_cached_scores_the_same_until_the_gradients_differ():
+    model = tiny()
+    ids = doc(400)
+    exact = read_document(model, ids, LocasMemory(MemoryConfig(rank=8)), TTTConfig(chunk=40, window=80, lr=2e-2))
+    cheap_cfg = TTTConfig(chunk=40, window=80, lr=2e-2, context_grad=False)
+    cheap = read_document(model, ids, LocasMemory(MemoryConfig(rank=8)), cheap_cfg)
+    plain = read_document(model, ids, None, cheap_cfg)
+    # chunk 0 is trained on without context in both; chunk 1 is scored by the same memory
+    assert torch.allclose(exact.nll[1:80], cheap.nll[1:80], atol=1e-5)
+    assert not torch.allclose(exact.nll[120:], cheap.nll[120:], atol=1e-4)
+    assert [e[0] for e in cheap.events] == [e[0] for e in exact.events]
+    assert cheap.ppl(200) < plain.ppl(200) - 0.05

@@ -44,7 +44,8 @@ def _ttt(args: argparse.Namespace):
     from worldsmith.memory.ttt import TTTConfig
 
     try:
-        return TTTConfig(chunk=args.chunk, window=args.window, steps=args.steps, lr=args.lr)
+        return TTTConfig(chunk=args.chunk, window=args.window, steps=args.steps, lr=args.lr,
+                         context_grad=args.context_grad == "window")
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err.get("loc", ()))
@@ -150,10 +151,27 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env_tasks(texts: list[str] | None) -> list[tuple[str, float]]:
+    """``NAME[@DIFFICULTY]`` -> (name, difficulty), checked against the registry."""
+    out = []
+    for text in texts or []:
+        name, _, diff = text.partition("@")
+        commands.get_env(name)
+        try:
+            out.append((name, commands.difficulty(diff) if diff else 0.0))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--forgetting-env {text}: difficulty {exc}") from None
+    return out
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from worldsmith.memory.experiment import METHODS, evaluate, plot_ppl_by_position
 
     args.methods = args.methods or list(METHODS)
+    env_tasks = _env_tasks(args.forgetting_env)
+    if env_tasks and (args.no_forgetting or "locas-glu-top_r" not in args.methods):
+        raise UsageError("--forgetting-env measures the locas-glu-top_r memory: include that method and "
+                         "drop --no-forgetting")
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         raise UsageError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -167,7 +185,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = _out_dir(args.out)
     result = evaluate(model, tokenizer, seeds=args.seeds, chars=args.chars, methods=args.methods, ttt=ttt,
                       rank=args.rank, layers=args.layers, bins=args.bins, forgetting=not args.no_forgetting,
-                      progress=True)
+                      env_tasks=env_tasks, env_instances=args.forgetting_instances,
+                      max_new_tokens=args.max_new_tokens, progress=True)
     (out / "results.json").write_text(json.dumps(result, indent=1))
     plot_ppl_by_position(result, out / "ppl_by_position.png", bins=args.bins,
                          title=f"story perplexity by position, mean of {len(args.seeds)} seed(s)")
@@ -181,6 +200,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f = result["forgetting"]
         print(f"forgetting (unseen book ppl): backbone {f['backbone_ppl']:.4f}, with memory attached "
               f"{f['attached_ppl']['mean']:.4f}, merged {f['merged_ppl']['mean']:.4f}")
+        if "env_accuracy" in f:
+            a = f["env_accuracy"]
+            print(f"forgetting (greedy accuracy on unseen problems): backbone {a['backbone']:.3f}, with memory "
+                  f"attached {a['attached']['mean']:.3f} (change {a['attached_minus_backbone']['mean']:+.3f} "
+                  f"[{a['attached_minus_backbone']['low']:+.3f}, {a['attached_minus_backbone']['high']:+.3f}]), "
+                  f"merged {a['merged']['mean']:.3f}; {a['answers_changed_attached']['mean']:.1%} of greedy answers changed")
     print(json.dumps({"benchmark": "memory_eval", "methods": {m: {"story_ppl": r["story_ppl"]["mean"],
                                                                  "recall": r["recall"]["mean"]}
                                                              for m, r in result["methods"].items()}}))
@@ -210,6 +235,9 @@ def _ttt_flags(p: argparse.ArgumentParser, window: int, chunk: int) -> None:
     p.add_argument("--layers", type=_layers, default=None, help="comma-separated decoder layers (default all)")
     p.add_argument("--bins", type=commands.positive_int, default=10, help="position bins of the plot (default 10)")
     p.add_argument("--threads", type=commands.positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--context-grad", choices=("window", "chunk"), default="window",
+                   help="backpropagate through the whole window (exact, default) or the chunk only, reading "
+                        "the context before it without gradient (cheaper)")
 
 
 @commands.register_command("memory")
@@ -245,6 +273,13 @@ def register(sub) -> None:
                    help="comma-separated (default all): none, locas-glu-top_r, locas-glu-random_index, "
                         "locas-glu-bottom_r, locas-glu-gaussian, locas-mlp-act_grad, templora")
     e.add_argument("--no-forgetting", action="store_true", help="skip the forgetting measurement")
+    e.add_argument("--forgetting-env", action="append", default=None, metavar="NAME[@DIFFICULTY]",
+                   help="also measure forgetting as the model's greedy accuracy on unseen problems of this "
+                        "environment (repeatable; for a worldsmith policy such as a `worldsmith base` folder)")
+    e.add_argument("--forgetting-instances", type=commands.positive_int, default=256,
+                   help="problems per --forgetting-env (default 256)")
+    e.add_argument("--max-new-tokens", type=commands.positive_int, default=96,
+                   help="longest answer in the --forgetting-env evaluation (default 96)")
     _ttt_flags(e, 256, 128)
     e.set_defaults(func=cmd_eval)
 

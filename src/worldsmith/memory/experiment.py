@@ -9,7 +9,10 @@ and steps, and reports per method and seed: the perplexity of the story (every t
 one: the "later chunks"), the perplexity by position, recall accuracy on the questions asked with
 only the window before them as context (the truncated-context baseline is the ``none`` method),
 and the reading time. Forgetting is measured on one more unseen book: its perplexity read plainly
-by the backbone, by the backbone with the memory of the evaluation book attached, and merged.
+by the backbone, by the backbone with the memory of the evaluation book attached, and merged; with
+``env_tasks`` (for a backbone that is a worldsmith policy, e.g. a ``worldsmith base`` folder) also as
+the backbone's greedy accuracy on unseen problems of those environments, before the book, with the
+memory attached, and merged.
 """
 
 from __future__ import annotations
@@ -175,14 +178,46 @@ class MethodRun:
     memory_params: int
 
 
+def env_answers(model: nn.Module, tokenizer, tasks: list[tuple[str, float]], instances: int,
+                max_new_tokens: int) -> list[tuple[str, bool]]:
+    """Greedy answers of ``model`` to ``instances`` eval-split problems of each (environment,
+    difficulty) in ``tasks``, with whether each passed: the skills a memory must not erase."""
+    from worldsmith import envs
+    from worldsmith.policy.backend import SamplingParams
+    from worldsmith.policy.hf_backend import HFBackend
+
+    backend, out = HFBackend(model, tokenizer), []
+    for name, difficulty in tasks:
+        env = envs.get(name)
+        batch = [env.sample(envs.split_seed("eval", i), difficulty) for i in range(instances)]
+        texts = backend.generate([inst.prompt for inst in batch], SamplingParams(max_new_tokens, temperature=0.0)).texts
+        out += [(text, env.grade(inst, text).passed) for inst, text in zip(batch, texts)]
+    return out
+
+
+def _accuracy(answers: list[tuple[str, bool]]) -> float:
+    return sum(ok for _, ok in answers) / len(answers)
+
+
+def _changed(answers: list[tuple[str, bool]], before: list[tuple[str, bool]]) -> float:
+    """Share of problems whose greedy answer text differs from ``before``'s."""
+    return sum(a != b for (a, _), (b, _) in zip(answers, before)) / len(answers)
+
+
 def evaluate(model: nn.Module, tokenizer, *, seeds: list[int], chars: int, methods: list[str], ttt: TTTConfig,
              rank: int, layers: list[int] | None = None, bins: int = 10, forgetting: bool = True,
-             progress: bool = True, log=print) -> dict:
+             env_tasks: list[tuple[str, float]] | None = None, env_instances: int = 256,
+             max_new_tokens: int = 96, progress: bool = True, log=print) -> dict:
     """Run ``methods`` x ``seeds`` (see the module doc); returns a JSON-ready dict."""
     runs: list[MethodRun] = []
     forgetting_rows = []
     other = encode(tokenizer, generate_book(FORGETTING_BOOK_SEED, chars=min(chars, 20_000)).text)
     base_other = read_document(model, other, None, ttt).ppl() if forgetting else float("nan")
+    measure_env = forgetting and bool(env_tasks)
+    if measure_env:
+        base_answers = env_answers(model, tokenizer, env_tasks, env_instances, max_new_tokens)
+        base_env = _accuracy(base_answers)
+        log(f"backbone greedy accuracy on {', '.join(f'{n}@{d:g}' for n, d in env_tasks)}: {base_env:.3f}")
     for seed in seeds:
         book = generate_book(seed, chars=chars)
         ids = encode(tokenizer, book.text)
@@ -195,9 +230,21 @@ def evaluate(model: nn.Module, tokenizer, *, seeds: list[int], chars: int, metho
                 recall = recall_accuracy(model, tokenizer, book, ttt.window)
                 if forgetting and method == "locas-glu-top_r":
                     attached = read_document(model, other, None, ttt).ppl()
-                    merged = merged_ppl(model, memory.locas, other, ttt)
-                    forgetting_rows.append({"seed": seed, "backbone": base_other, "attached": attached,
-                                            "merged": merged})
+                    row = {"seed": seed, "backbone": base_other, "attached": attached}
+                    if measure_env:
+                        attached_answers = env_answers(model, tokenizer, env_tasks, env_instances, max_new_tokens)
+                        row.update(env_backbone=base_env, env_attached=_accuracy(attached_answers),
+                                   env_attached_changed=_changed(attached_answers, base_answers))
+                    twin = merged_copy(model, memory.locas)
+                    row["merged"] = read_document(twin, other, None, ttt).ppl()
+                    if measure_env:
+                        merged_answers = env_answers(twin, tokenizer, env_tasks, env_instances, max_new_tokens)
+                        row.update(env_merged=_accuracy(merged_answers),
+                                   env_merged_vs_attached_changed=_changed(merged_answers, attached_answers))
+                        log(f"seed {seed} greedy accuracy: backbone {base_env:.3f}, memory attached "
+                            f"{row['env_attached']:.3f}, merged {row['env_merged']:.3f}")
+                    del twin
+                    forgetting_rows.append(row)
             finally:
                 memory.detach()
             run = MethodRun(method, seed, result.ppl(facts_end), result.ppl_by_position(bins), recall,
@@ -208,9 +255,9 @@ def evaluate(model: nn.Module, tokenizer, *, seeds: list[int], chars: int, metho
     return summarise(runs, forgetting_rows, model, ttt, rank, chars)
 
 
-def merged_ppl(model: nn.Module, locas, ids: torch.Tensor, ttt: TTTConfig) -> float:
-    """Perplexity of ``ids`` read plainly by a merged copy of ``model`` + ``locas`` (the original
-    stays as it is, with the memory detached)."""
+def merged_copy(model: nn.Module, locas) -> nn.Module:
+    """A copy of ``model`` with ``locas`` merged into its FFNs; the original keeps no memory
+    (``locas`` is detached from it)."""
     from worldsmith.memory.locas import Locas
 
     locas.detach()
@@ -219,7 +266,7 @@ def merged_ppl(model: nn.Module, locas, ids: torch.Tensor, ttt: TTTConfig) -> fl
     merged.load_state_dict(locas.state_dict())
     merged.hook_on()
     merged.merge()
-    return read_document(twin, ids, None, ttt).ppl()
+    return twin
 
 
 def summarise(runs: list[MethodRun], forgetting_rows: list[dict], model: nn.Module, ttt: TTTConfig, rank: int,
@@ -258,6 +305,17 @@ def summarise(runs: list[MethodRun], forgetting_rows: list[dict], model: nn.Modu
             "attached_ppl": mean_interval([f["attached"] for f in forgetting_rows]).to_json(),
             "merged_ppl": mean_interval([f["merged"] for f in forgetting_rows]).to_json(),
             "rows": forgetting_rows}
+        if "env_backbone" in forgetting_rows[0]:
+            base = forgetting_rows[0]["env_backbone"]
+            out["forgetting"]["env_accuracy"] = {
+                "backbone": base,
+                "attached": mean_interval([f["env_attached"] for f in forgetting_rows]).to_json(),
+                "merged": mean_interval([f["env_merged"] for f in forgetting_rows]).to_json(),
+                "attached_minus_backbone": mean_interval([f["env_attached"] - base for f in forgetting_rows]).to_json(),
+                "merged_minus_backbone": mean_interval([f["env_merged"] - base for f in forgetting_rows]).to_json(),
+                "answers_changed_attached": mean_interval([f["env_attached_changed"] for f in forgetting_rows]).to_json(),
+                "answers_changed_merged_vs_attached": mean_interval(
+                    [f["env_merged_vs_attached_changed"] for f in forgetting_rows]).to_json()}
     return out
 
 

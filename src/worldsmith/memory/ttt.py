@@ -6,7 +6,8 @@ The document (token ids) is cut into chunks of ``chunk`` tokens. For chunk k the
 steps on the memory's parameters alone, so no token is ever scored by a model that has trained on
 it. The first training step reuses the scoring forward pass (its logits come from the model before
 the update, which is what evaluate-then-train means), so a step costs one backward pass more than
-reading.
+reading. With ``context_grad=False`` the context runs without gradient and only the chunk's
+positions are backpropagated (the chunk attends to the context's cached keys and values).
 
 Memories (``Memory``): none (plain reading with the small window: the context-truncation baseline),
 Locas (``LocasMemory``, spec §3) and TempLoRA (``TempLoRAMemory``: a peft LoRA adapter on every
@@ -38,6 +39,10 @@ class TTTConfig(Strict):
     window: int = Field(2048, ge=2, description="Most tokens the model sees at once (chunk + context before it).")
     steps: int = Field(1, ge=0, description="Optimiser steps per chunk (0 = read only).")
     lr: float = Field(4e-3, gt=0.0, description="Adam learning rate of the memory (4e-3: Locas-GLU, spec §3.7).")
+    context_grad: bool = Field(
+        True, description="Backpropagate through the context before each chunk (exact). False: the context is "
+                          "read once without gradient and the chunk attends to its cached keys and values, so "
+                          "training costs about half as much and ignores the memory's effect on the context.")
 
     @model_validator(mode="after")
     def _chunk_fits(self) -> TTTConfig:
@@ -172,6 +177,27 @@ def _token_nll(logits: Tensor, targets: Tensor) -> Tensor:
     return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
 
 
+def _chunk_nll(net: nn.Module, ids: Tensor, lo: int, first: int, end: int, cached: bool = False) -> Tensor:
+    """Negative log-likelihoods (end - first,) of ``ids[first:end]``, each given the tokens from ``lo``
+    before it. Only the logits of those tokens are computed (``logits_to_keep``). ``cached``: the
+    context ``ids[lo:first - 1]`` runs first without gradient and the chunk then reads its keys and
+    values from the cache, so a backward pass covers the chunk's positions only."""
+    from worldsmith.policy.hf_backend import _cache_kwarg, _keeps_logits, _new_cache
+
+    if end <= first:
+        return torch.zeros(0)
+    keep = {"logits_to_keep": end - first} if _keeps_logits(net) else {}
+    split = first - 1  # the token whose logits predict ids[first]
+    if not cached or split <= lo:
+        logits = net(ids[lo:end - 1][None], **keep).logits[0]
+        return _token_nll(logits[-(end - first):], ids[first:end])
+    cache = _new_cache(net)
+    with torch.no_grad():
+        net(ids[lo:split][None], use_cache=True, **{_cache_kwarg(net): cache}, **({"logits_to_keep": 1} if keep else {}))
+    logits = net(ids[split:end - 1][None], use_cache=True, **{_cache_kwarg(net): cache}, **keep).logits[0]
+    return _token_nll(logits[-(end - first):], ids[first:end])
+
+
 def read_document(model: nn.Module, ids: Tensor, memory: Memory | None = None, cfg: TTTConfig | None = None,
                   progress: bool = False, desc: str = "read", keep_memory: bool = False) -> ReadResult:
     """Stream ``ids`` (N,) through ``model`` (see the module doc); returns per-token losses.
@@ -203,12 +229,10 @@ def read_document(model: nn.Module, ids: Tensor, memory: Memory | None = None, c
         for start in range(0, n, cfg.chunk):
             end = min(start + cfg.chunk, n)
             lo = max(0, start - (cfg.window - cfg.chunk))
-            window = ids[lo:end][None]  # (1, W)
             first = max(start, 1)  # token 0 has nothing before it
             train_now = optimiser is not None and cfg.steps > 0
             with torch.set_grad_enabled(train_now):
-                logits = net(window).logits[0]  # (W, V)
-                losses = _token_nll(logits[first - 1 - lo: end - 1 - lo], ids[first:end])  # (end - first,)
+                losses = _chunk_nll(net, ids, lo, first, end, cached=train_now and not cfg.context_grad)
             nll[first:end] = losses.detach().float().cpu()
             events.append(("score", start, end))
             if optimiser is None and cfg.steps > 0 and type(memory) is not Memory:
@@ -221,8 +245,7 @@ def read_document(model: nn.Module, ids: Tensor, memory: Memory | None = None, c
             if optimiser is not None and cfg.steps > 0 and end - first > 0:
                 for step in range(cfg.steps):
                     if step > 0 or losses is None:
-                        logits = net(window).logits[0]
-                        losses = _token_nll(logits[first - 1 - lo: end - 1 - lo], ids[first:end])
+                        losses = _chunk_nll(net, ids, lo, first, end, cached=not cfg.context_grad)
                     optimiser.zero_grad(set_to_none=True)
                     losses.mean().backward()
                     optimiser.step()
