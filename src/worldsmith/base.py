@@ -395,9 +395,9 @@ def _curve(losses: list[float], points: int = 100) -> list[list[float]]:
             for s in range(0, len(losses), size)]
 
 
-def greedy_accuracy(model, tokenizer, env_name: str, difficulty: float, split: str, instances: int,
-                    max_new_tokens: int, batch_size: int = 64) -> float:
-    """Share of ``instances`` instances of ``split`` that greedy decoding solves."""
+def greedy_answers(model, tokenizer, env_name: str, difficulty: float, split: str, instances: int,
+                   max_new_tokens: int, batch_size: int = 64) -> list[tuple[str, bool]]:
+    """Greedy answer text to each of ``instances`` instances of ``split``, and whether it passed."""
     from worldsmith import envs
     from worldsmith.policy.backend import SamplingParams
     from worldsmith.policy.hf_backend import HFBackend
@@ -406,7 +406,14 @@ def greedy_accuracy(model, tokenizer, env_name: str, difficulty: float, split: s
     batch = [env.sample(envs.split_seed(split, i), difficulty) for i in range(instances)]
     out = HFBackend(model, tokenizer, batch_size=batch_size).generate(
         [inst.prompt for inst in batch], SamplingParams(max_new_tokens, temperature=0.0))
-    return sum(env.grade(inst, text).passed for inst, text in zip(batch, out.texts)) / len(batch)
+    return [(text, env.grade(inst, text).passed) for inst, text in zip(batch, out.texts)]
+
+
+def greedy_accuracy(model, tokenizer, env_name: str, difficulty: float, split: str, instances: int,
+                    max_new_tokens: int, batch_size: int = 64) -> float:
+    """Share of ``instances`` instances of ``split`` that greedy decoding solves."""
+    answers = greedy_answers(model, tokenizer, env_name, difficulty, split, instances, max_new_tokens, batch_size)
+    return sum(ok for _, ok in answers) / len(answers)
 
 
 @dataclass

@@ -182,17 +182,10 @@ def env_answers(model: nn.Module, tokenizer, tasks: list[tuple[str, float]], ins
                 max_new_tokens: int) -> list[tuple[str, bool]]:
     """Greedy answers of ``model`` to ``instances`` eval-split problems of each (environment,
     difficulty) in ``tasks``, with whether each passed: the skills a memory must not erase."""
-    from worldsmith import envs
-    from worldsmith.policy.backend import SamplingParams
-    from worldsmith.policy.hf_backend import HFBackend
+    from worldsmith.base import greedy_answers
 
-    backend, out = HFBackend(model, tokenizer), []
-    for name, difficulty in tasks:
-        env = envs.get(name)
-        batch = [env.sample(envs.split_seed("eval", i), difficulty) for i in range(instances)]
-        texts = backend.generate([inst.prompt for inst in batch], SamplingParams(max_new_tokens, temperature=0.0)).texts
-        out += [(text, env.grade(inst, text).passed) for inst, text in zip(batch, texts)]
-    return out
+    return [a for name, difficulty in tasks
+            for a in greedy_answers(model, tokenizer, name, difficulty, "eval", instances, max_new_tokens)]
 
 
 def _accuracy(answers: list[tuple[str, bool]]) -> float:
