@@ -190,7 +190,45 @@ def test_step_logits_pool_a_steps_tokens_and_encode_trace_marks_each_steps_span(
     assert [float(x) for x in step_logits(logits, spans[:2], "last")] == [2.0, 4.0]
     assert step_logits(logits, spans, "min")[2] is None
     tok = build_char_tokenizer()
-    ids, got = encode_trace(tok, "ab", ["c", "de"], context=64)
+    ids, got = encode_trace(tok, "ab", ["c", "de"], context=64, policy_format=False)
     assert len(ids) == len("ab\nc\nde\n") and got == [(3, 4), (5, 7)]
-    cut, got = encode_trace(tok, "ab", ["c", "de"], context=4)
+    cut, got = encode_trace(tok, "ab", ["c", "de"], context=4, policy_format=False)
     assert len(cut) == 4 and got == [(0, 0), (1, 3)]  # the first step's newline is the window's first token
+    # the policy's format: the prompt exactly as generation feeds it (here with BOS), then the steps
+    from worldsmith.policy.model import encode_prompts
+
+    prompt = list(encode_prompts(tok, ["ab"])[0])
+    ids, got = encode_trace(tok, "ab", ["c", "de"], context=64)
+    assert ids[: len(prompt)] == prompt and len(prompt) == len("ab\n") + 1
+    assert got == [(len(prompt), len(prompt) + 1), (len(prompt) + 2, len(prompt) + 4)]
+
+
+def test_a_likelihood_prm_scores_each_step_by_its_least_likely_token(tmp_path):
+    from worldsmith.policy.model import encode_prompts, save_policy
+    from worldsmith.prm.likelihood import LikelihoodPRM
+
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok, TINY, seed=3).eval()
+    inst = arith(2)
+    steps = ["5", "12", "7"]
+    prm = LikelihoodPRM(model, tok)
+    scores = prm.score_steps(inst, steps)
+    ids = list(encode_prompts(tok, [inst.prompt])[0])
+    expected = []
+    with torch.no_grad():
+        for step in steps:
+            start = len(ids)
+            ids += tok(step + "\n", add_special_tokens=False)["input_ids"]
+            probs = torch.softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+            expected.append(min(float(probs[t - 1, ids[t]]) for t in range(start, len(ids))))
+    assert scores == pytest.approx(expected, abs=1e-5)
+    # batched with a longer trace (padding on the right) gives the same scores
+    batch = prm.score_batch([(inst, steps), (arith(3), ["1", "2", "3", "4", "5"])])
+    assert batch[0] == pytest.approx(expected, abs=1e-5) and len(batch[1]) == 5 and prm.calls == 3
+    # from the config: a policy folder, or the in-process policy of a backend
+    save_policy(model, tok, tmp_path / "policy")
+    built = build_prm(PRMConfig(kind="likelihood", path=str(tmp_path / "policy")), ENV_OF)
+    assert built.score_steps(inst, steps) == pytest.approx(expected, abs=1e-5)
+    assert build_prm(PRMConfig(kind="likelihood"), ENV_OF, policy_backend=HFBackend(model, tok)).model is model
+    with pytest.raises(ValueError, match="needs prm.path"):
+        build_prm(PRMConfig(kind="likelihood"), ENV_OF)

@@ -21,6 +21,7 @@ def run(*args):
     (("eval", "oracle", "--env", "arithmetic_chain@2"), "difficulty"),
     (("eval", "/nonexistent", "--env", "arithmetic_chain"), "holds no trained PRM"),
     (("train", "--env", "arithmetic_chain"), "--out"),
+    (("eval", "likelihood:/nonexistent", "--env", "arithmetic_chain"), "/nonexistent"),
 ])
 def test_bad_input_is_a_one_line_error(args, fragment):
     out = run(*args)

@@ -8,7 +8,9 @@ One interface, several kinds:
 - ``JudgePRM`` (``worldsmith.prm.judge``): a generative judge over any generation backend, whose
   verdict parser fails closed;
 - ``TrainedPRM`` (``worldsmith.prm.trained``): a small transformer with a step-score head trained on
-  the oracles' labels (``worldsmith prm train``).
+  the oracles' labels (``worldsmith prm train``);
+- ``LikelihoodPRM`` (``worldsmith.prm.likelihood``): a policy's own probability of each step's least
+  likely token, with no training.
 
 Steps are the texts of ``worldsmith.steps.split_steps``; indices are 0-based (the spec's M_err is
 the index plus one). ``first_error`` is the first step whose score is below ``threshold``
@@ -128,10 +130,13 @@ class PRMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["oracle", "trained", "judge"] = Field(
+    kind: Literal["oracle", "trained", "judge", "likelihood"] = Field(
         "oracle", description="oracle: the environments' check_step; trained: a model from `worldsmith prm "
-        "train` at `path`; judge: the policy itself (or an HTTP server, `http`) asked to grade each step.")
-    path: str | None = Field(None, description="kind=trained: the folder `worldsmith prm train` wrote.")
+        "train` at `path`; judge: the policy itself (or an HTTP server, `http`) asked to grade each step; "
+        "likelihood: a policy's probability of each step's least likely token (the policy at `path`, or "
+        "the one being trained); pair it with a low first-error threshold (0.1).")
+    path: str | None = Field(None, description="kind=trained: the folder `worldsmith prm train` wrote; "
+                             "kind=likelihood: a policy folder (None: the policy being trained).")
     http: dict | None = Field(None, description="kind=judge: an HTTPBackendConfig (base_url, model, ...); "
                               "None judges with the policy being trained.")
     judge_max_new_tokens: int = Field(64, ge=1, description="kind=judge: the verdict's token budget.")
@@ -150,6 +155,18 @@ def build_prm(cfg: PRMConfig, env_of: Mapping[str, object], policy_backend=None)
         from worldsmith.prm.trained import TrainedPRM
 
         prm = TrainedPRM.load(cfg.path)
+    elif cfg.kind == "likelihood":
+        from worldsmith.prm.likelihood import LikelihoodPRM
+
+        if cfg.path:
+            from worldsmith.policy.model import load_policy
+
+            model, tokenizer = load_policy(cfg.path, progress=False)
+        elif policy_backend is not None and hasattr(policy_backend, "model"):
+            model, tokenizer = policy_backend.model, policy_backend.tokenizer
+        else:
+            raise ValueError("prm.kind=likelihood needs prm.path (a policy folder) or an in-process policy")
+        prm = LikelihoodPRM(model, tokenizer)
     else:
         from worldsmith.prm.judge import JudgePRM
 

@@ -85,7 +85,7 @@ def cmd_prm_train(args: argparse.Namespace) -> int:
                                on_epoch=lambda e, loss: _say(f"epoch {e + 1}/{args.epochs}: loss {loss:.4f}"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"prm train: {str(exc).splitlines()[0]}") from None
-    prm.info = {"envs": [list(s) for s in specs], "traces": len(traces), "epochs": args.epochs, "lr": args.lr,
+    prm.info = {**prm.info, "envs": [list(s) for s in specs], "traces": len(traces), "epochs": args.epochs, "lr": args.lr,
                 "pool": args.pool,
                 "init": args.init, "seed": args.seed, **stats}
     prm.save(out)
@@ -103,6 +103,15 @@ def cmd_prm_eval(args: argparse.Namespace) -> int:
     specs = _env_specs(args.env)
     if args.prm == "oracle":
         prm, seen = OraclePRM({n: envs.get(n) for n in envs.names()}), set()
+    elif args.prm.startswith("likelihood:"):
+        from worldsmith.policy.model import load_policy
+        from worldsmith.prm.likelihood import LikelihoodPRM
+
+        try:
+            model, tokenizer = load_policy(args.prm.partition(":")[2], progress=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"prm eval: {str(exc).splitlines()[0]}") from None
+        prm, seen = LikelihoodPRM(model, tokenizer), set()
     else:
         from worldsmith.prm.trained import TrainedPRM
 
@@ -138,7 +147,8 @@ def add_prm(sub) -> None:
     t.add_argument("--threshold", type=commands.difficulty, default=0.8, help="first error = first score below this")
     t.set_defaults(func=cmd_prm_train)
     e = inner.add_parser("eval", help="ProcessBench-style scores on held-out problems")
-    e.add_argument("prm", help="'oracle' or a folder written by `worldsmith prm train`")
+    e.add_argument("prm", help="'oracle', a folder written by `worldsmith prm train`, or likelihood:POLICY "
+                   "(a policy folder scoring steps by its own token probabilities; use --threshold 0.1)")
     e.add_argument("--env", action="append", required=True, help="NAME[@DIFFICULTY], repeatable")
     e.add_argument("--traces", type=positive_int, default=200, help="traces per environment (half corrupted)")
     e.add_argument("--threshold", type=commands.difficulty, default=0.8)

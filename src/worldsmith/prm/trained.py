@@ -1,6 +1,8 @@
 """A discriminative process reward model: a small causal transformer with a step-score head.
 
-The input is the problem's prompt, a newline, then each step followed by a newline. A linear head
+The input is the problem's prompt as the backbone's policy reads it (``encode_prompts``: its chat
+template, or the prompt, a newline and the tokenizer's special tokens), then each step followed by
+a newline: the text the policy itself would have written. A linear head
 gives every token a logit w . h + b from its final hidden state; step k's score is the sigmoid of
 the logit at its closing newline (``pool="last"``, the default: it sees the problem and steps
 0..k), or of the smallest logit over the step's tokens (``pool="min"``: one token that does not
@@ -32,13 +34,23 @@ from worldsmith.prm.data import LabelledTrace
 HEAD_FILE, INFO_FILE, BACKBONE = "head.pt", "prm.json", "backbone"
 
 
-def encode_trace(tokenizer, prompt: str, steps: Sequence[str], context: int) -> tuple[list[int], list[tuple[int, int]]]:
+#: How a PRM's input encodes the prompt: as the policy reads it (with the tokenizer's special tokens
+#: or chat template). PRMs saved without ``prompt_format`` in ``prm.json`` used the bare text.
+POLICY_FORMAT = "policy"
+
+
+def encode_trace(tokenizer, prompt: str, steps: Sequence[str], context: int,
+                 policy_format: bool = True) -> tuple[list[int], list[tuple[int, int]]]:
     """Token ids of the PRM's input and each step's token span ``[start, end]`` (end = its closing
-    newline; ``(-1, -1)`` for a step cut off by the context window)."""
+    newline; ``(-1, -1)`` for a step cut off by the context window). ``policy_format``: the prompt
+    as ``encode_prompts`` gives it; else its bare text and a newline."""
+    from worldsmith.policy.model import encode_prompts
+
     def ids(text: str) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    out, spans = ids(prompt + "\n"), []
+    out = list(encode_prompts(tokenizer, [prompt])[0]) if policy_format else ids(prompt + "\n")
+    spans = []
     for step in steps:
         start = len(out)
         out += ids(step.replace("\n", " ") + "\n")
@@ -92,6 +104,7 @@ class TrainedPRM(PRM):
         self.scorer, self.tokenizer = scorer.eval(), tokenizer
         self.info = dict(info or {})
         self.pool = self.info.get("pool", "last")
+        self.policy_format = self.info.get("prompt_format") == POLICY_FORMAT
         self.batch_size = batch_size
         self.context = int(scorer.backbone.config.max_position_embeddings)
 
@@ -101,7 +114,8 @@ class TrainedPRM(PRM):
         self.calls += len(items)
         pad = self.tokenizer.pad_token_id or 0
         for s in range(0, len(items), self.batch_size):
-            chunk = [encode_trace(self.tokenizer, inst.prompt, steps, self.context) for inst, steps in items[s : s + self.batch_size]]
+            chunk = [encode_trace(self.tokenizer, inst.prompt, steps, self.context, self.policy_format)
+                     for inst, steps in items[s : s + self.batch_size]]
             ids, mask = _pad([c[0] for c in chunk], pad)
             logits = self.scorer(ids, mask)  # (b, L)
             for row, (_, spans) in enumerate(chunk):
@@ -119,7 +133,8 @@ class TrainedPRM(PRM):
         folder.mkdir(parents=True, exist_ok=True)
         save_policy(self.scorer.backbone, self.tokenizer, folder / BACKBONE)
         torch.save(self.scorer.head.state_dict(), folder / HEAD_FILE)
-        (folder / INFO_FILE).write_text(json.dumps(self.info, indent=2, sort_keys=True))
+        info = {**self.info, "prompt_format": POLICY_FORMAT if self.policy_format else "text"}
+        (folder / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True))
         return folder
 
     @classmethod
@@ -194,4 +209,4 @@ def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=
              "seconds": time.perf_counter() - started}
     if not all(math.isfinite(v) for v in losses):
         raise ValueError("PRM training diverged (non-finite loss); lower the learning rate")
-    return TrainedPRM(scorer.eval(), tokenizer, {"pool": pool}), stats
+    return TrainedPRM(scorer.eval(), tokenizer, {"pool": pool, "prompt_format": POLICY_FORMAT}), stats
