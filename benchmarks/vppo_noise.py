@@ -1,6 +1,6 @@
 """How VPPO's gain degrades with a worse process reward model: the exact oracle, the oracle with
-its first-error index corrupted at a controlled rate, a trained PRM, and the policy as its own
-generative judge.
+its first-error index corrupted at a controlled rate, a trained PRM, the policy as its own
+generative judge, and the policy's own step likelihood (``LikelihoodPRM``, threshold 0.1).
 
 Builds on a finished ``worldsmith compare`` folder that holds ``grpo`` runs: every variant here
 trains VPPO from that folder's start policies (same seeds, same config, same held-out problems),
@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--noise", default="0,0.5,1", help="first-error corruption rates of the oracle ('' for none)")
     p.add_argument("--prm", default=None, help="a `worldsmith prm train` folder (adds a trained-PRM variant)")
     p.add_argument("--judge", action="store_true", help="add the policy judging its own steps")
+    p.add_argument("--likelihood", action="store_true",
+                   help="add the policy scoring its own steps by their likelihood (first error below 0.1)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     base, out = pathlib.Path(args.base), pathlib.Path(args.out)
@@ -48,6 +50,8 @@ def main() -> None:
         variants["trained"] = ["train.vppo.prm.kind=trained", f"train.vppo.prm.path={args.prm}"]
     if args.judge:
         variants["self_judge"] = ["train.vppo.prm.kind=judge"]
+    if args.likelihood:
+        variants["likelihood"] = ["train.vppo.prm.kind=likelihood", "train.vppo.threshold=0.1"]
 
     def start(cfg, folder, progress):
         return load_policy(base / "starts" / f"s{cfg.train.seed}" / "policy_init", progress=False)
