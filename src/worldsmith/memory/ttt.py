@@ -182,19 +182,19 @@ def _chunk_nll(net: nn.Module, ids: Tensor, lo: int, first: int, end: int, cache
     before it. Only the logits of those tokens are computed (``logits_to_keep``). ``cached``: the
     context ``ids[lo:first - 1]`` runs first without gradient and the chunk then reads its keys and
     values from the cache, so a backward pass covers the chunk's positions only."""
-    from worldsmith.policy.hf_backend import _cache_kwarg, _keeps_logits, _new_cache
+    from worldsmith.policy.hf_backend import cache_kwarg, keeps_logits, new_cache
 
     if end <= first:
         return torch.zeros(0)
-    keep = {"logits_to_keep": end - first} if _keeps_logits(net) else {}
+    keep = {"logits_to_keep": end - first} if keeps_logits(net) else {}
     split = first - 1  # the token whose logits predict ids[first]
     if not cached or split <= lo:
         logits = net(ids[lo:end - 1][None], **keep).logits[0]
         return _token_nll(logits[-(end - first):], ids[first:end])
-    cache = _new_cache(net)
+    cache = new_cache(net)
     with torch.no_grad():
-        net(ids[lo:split][None], use_cache=True, **{_cache_kwarg(net): cache}, **({"logits_to_keep": 1} if keep else {}))
-    logits = net(ids[split:end - 1][None], use_cache=True, **{_cache_kwarg(net): cache}, **keep).logits[0]
+        net(ids[lo:split][None], use_cache=True, **{cache_kwarg(net): cache}, **({"logits_to_keep": 1} if keep else {}))
+    logits = net(ids[split:end - 1][None], use_cache=True, **{cache_kwarg(net): cache}, **keep).logits[0]
     return _token_nll(logits[-(end - first):], ids[first:end])
 
 

@@ -50,16 +50,16 @@ def _forward_params(cls: type) -> frozenset[str]:
     return frozenset(inspect.signature(cls.forward).parameters)
 
 
-def _cache_kwarg(model: torch.nn.Module) -> str:
+def cache_kwarg(model: torch.nn.Module) -> str:
     params = _forward_params(type(_base_model(model)))
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _keeps_logits(model: torch.nn.Module) -> bool:
+def keeps_logits(model: torch.nn.Module) -> bool:
     return "logits_to_keep" in _forward_params(type(_base_model(model)))
 
 
-def _new_cache(model: torch.nn.Module) -> DynamicCache:
+def new_cache(model: torch.nn.Module) -> DynamicCache:
     try:
         return DynamicCache(config=_base_model(model).config)
     except TypeError:
@@ -253,8 +253,8 @@ class HFBackend:
         uniforms: Tensor | None = None,
     ) -> list[tuple[list[int], list[float], bool]]:
         model, device = self.model, self.device
-        cache_kw = _cache_kwarg(model)
-        keep = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+        cache_kw = cache_kwarg(model)
+        keep = {"logits_to_keep": 1} if keeps_logits(model) else {}
         ids, mask = left_pad(prompt_ids, self.pad_id, device)
         b, steps = ids.shape[0], params.max_new_tokens
         shared = _distinct_rows(prompt_ids) if self.share_prompts else None
@@ -263,7 +263,7 @@ class HFBackend:
             ids_u, mask_u = left_pad([prompt_ids[i] for i in first], self.pad_id, device)
         else:
             ids_u, mask_u = ids, mask
-        cache = _new_cache(model)
+        cache = new_cache(model)
         out = model(
             input_ids=ids_u,
             attention_mask=mask_u.long(),
@@ -412,7 +412,7 @@ def sequence_logprobs(
         return empty, torch.zeros((*completion_ids.shape, d), device=completion_ids.device)
     input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
     mask = torch.cat([prompt_mask.bool(), completion_mask.bool()], dim=1)
-    keep = {"logits_to_keep": t_len + 1} if _keeps_logits(model) else {}
+    keep = {"logits_to_keep": t_len + 1} if keeps_logits(model) else {}
     captured: list[Tensor] = []
     handle = None
     if return_hidden:
@@ -515,9 +515,9 @@ def grouped_sequence_logprobs(
         raise ValueError(f"the rows of each group of {group_size} must share one prompt")
     prompt_mask = prompt_mask.bool()
     unique_ids, unique_mask = prompt_ids[::group_size], prompt_mask[::group_size]  # (n, P)
-    cache_kw = _cache_kwarg(model)
-    keep = {"logits_to_keep": 1} if _keeps_logits(model) else {}
-    cache = _new_cache(model)
+    cache_kw = cache_kwarg(model)
+    keep = {"logits_to_keep": 1} if keeps_logits(model) else {}
+    cache = new_cache(model)
     # one call through a DDP-style wrapper per backward: the prompt forward runs on the module itself
     out = _outer_wrapper_removed(model)(
         input_ids=unique_ids,

@@ -41,7 +41,7 @@ class LikelihoodPRM(PRM):
 
     @torch.no_grad()
     def score_batch(self, items: Sequence[tuple[Instance, Sequence[str]]]) -> list[list[float]]:
-        from worldsmith.prm.trained import _pad, encode_trace
+        from worldsmith.prm.trained import encode_trace, pad_rows
 
         self.calls += len(items)
         out: list[list[float]] = []
@@ -53,7 +53,7 @@ class LikelihoodPRM(PRM):
             for s in range(0, len(items), self.batch_size):
                 chunk = [encode_trace(self.tokenizer, inst.prompt, steps, self.context)
                          for inst, steps in items[s : s + self.batch_size]]
-                ids, mask = _pad([c[0] for c in chunk], pad)
+                ids, mask = pad_rows([c[0] for c in chunk], pad)
                 logp = torch.log_softmax(self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
                                          .logits.float(), -1).cpu()  # (b, L, V)
                 for row, (row_ids, spans) in enumerate(chunk):

@@ -84,7 +84,7 @@ class StepScorer(torch.nn.Module):
         return self.head(out.hidden_states[-1].float()).squeeze(-1)  # (b, L)
 
 
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(1, max(len(r) for r in rows))
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -116,7 +116,7 @@ class TrainedPRM(PRM):
         for s in range(0, len(items), self.batch_size):
             chunk = [encode_trace(self.tokenizer, inst.prompt, steps, self.context, self.policy_format)
                      for inst, steps in items[s : s + self.batch_size]]
-            ids, mask = _pad([c[0] for c in chunk], pad)
+            ids, mask = pad_rows([c[0] for c in chunk], pad)
             logits = self.scorer(ids, mask)  # (b, L)
             for row, (_, spans) in enumerate(chunk):
                 out.append([float(torch.sigmoid(x)) if x is not None else 0.0
@@ -191,7 +191,7 @@ def train_prm(traces: Sequence[LabelledTrace], *, init: str | None = None, tiny=
         epoch_losses = []
         for s in range(0, len(rows), batch_size):
             chunk = rows[s : s + batch_size]
-            ids, mask = _pad([r[0] for r in chunk], pad)
+            ids, mask = pad_rows([r[0] for r in chunk], pad)
             logits = scorer(ids, mask)  # (b, L)
             picked = torch.stack([x for i, (_, lab) in enumerate(chunk)
                                   for x in step_logits(logits[i], [span for span, _ in lab], pool)])
