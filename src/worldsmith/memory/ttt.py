@@ -42,7 +42,8 @@ class TTTConfig(Strict):
     context_grad: bool = Field(
         True, description="Backpropagate through the context before each chunk (exact). False: the context is "
                           "read once without gradient and the chunk attends to its cached keys and values, so "
-                          "training costs about half as much and ignores the memory's effect on the context.")
+                          "the backward pass covers the chunk only (cheaper) and ignores the memory's effect "
+                          "on the context.")
 
     @model_validator(mode="after")
     def _chunk_fits(self) -> TTTConfig:
