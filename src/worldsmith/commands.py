@@ -129,6 +129,20 @@ def get_env(name: str):
 
 
 # --- isolation ----------------------------------------------------------------------------------------
+def env_tasks(texts: list[str] | None, flag: str) -> list[tuple[str, float]]:
+    """``NAME[@DIFFICULTY]`` values of option ``flag`` -> (name, difficulty), checked against the
+    registry (difficulty 0 when none is given)."""
+    out = []
+    for text in texts or []:
+        name, _, diff = text.partition("@")
+        get_env(name)
+        try:
+            out.append((name, difficulty(diff) if diff else 0.0))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{flag} {text}: difficulty {exc}") from None
+    return out
+
+
 def add_isolation_flag(parser: argparse.ArgumentParser) -> None:
     """``--unsafe-no-isolation`` for a command that runs untrusted code (see docs/sandbox.md)."""
     parser.add_argument("--unsafe-no-isolation", action="store_true",

@@ -15,7 +15,7 @@ from worldsmith import tracking
 from worldsmith.configuration import ConfigError, dump, flatten
 from worldsmith.distributed import main_first, on_main
 from worldsmith.eval.runner import evaluate
-from worldsmith.policy.hf_backend import HFBackend
+from worldsmith.policy.hf_backend import HFBackend, is_processor
 from worldsmith.policy.model import build_tiny_model, load_policy, save_policy
 from worldsmith.policy.sft import sft_examples, train_sft
 from worldsmith.policy.tokenizer import build_char_tokenizer
@@ -54,6 +54,9 @@ def build_policy(cfg: RunConfig, run: RunDir, progress: bool = True):
         tokenizer = build_char_tokenizer()
         model = build_tiny_model(tokenizer, cfg.model.tiny, seed=cfg.model.init_seed)
     sft_metrics = None
+    if cfg.sft.examples and is_processor(tokenizer):
+        raise ConfigError("sft.examples: the warm start takes text only, and this policy is a vision-language "
+                          "model; warm-start it with `worldsmith vision warmstart` and set model.path")
     if cfg.sft.examples:
         specs = [(e.name, e.difficulty, e.weight) for e in cfg.pool]
         examples = sft_examples(specs, cfg.sft.examples, split="train", seed=cfg.train.seed,

@@ -13,6 +13,7 @@ from worldsmith.envs.contract import stable_hash
 from worldsmith.eval.metrics import EvalRecord, step_validity, summarise
 from worldsmith.policy.backend import GenerationBackend, SamplingParams
 from worldsmith.progress import progress_bar
+from worldsmith.vision.images import instance_png
 
 
 def evaluate(
@@ -33,6 +34,7 @@ def evaluate(
     sandboxed programs); those with ``sample_many`` / ``prefetch_grades`` are sampled and graded
     in one call per batch. Returns ``summarise(...)`` plus ``accuracy_greedy`` and
     ``accuracy_sampled`` (the overall greedy accuracy and sampled pass@1) at the top level.
+    A backend that takes images (``takes_images``) gets each instance's picture with its prompt.
     """
     records = []
     jobs = [(name, float(d)) for name, d in specs]
@@ -43,10 +45,12 @@ def evaluate(
         many = getattr(env, "sample_many", None)
         batch = list(many(seeds, difficulty)) if many is not None else [env.sample(s, difficulty) for s in seeds]
         prompts = [inst.prompt for inst in batch]
+        pictures = [instance_png(inst.data) for inst in batch] if getattr(backend, "takes_images", False) else None
         prefetch = getattr(env, "prefetch_grades", None)
         greedy_ok: list[bool | None] = [None] * len(batch)
         if greedy:
-            out = backend.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0))
+            out = backend.generate(prompts, SamplingParams(max_new_tokens, temperature=0.0),
+                                   **({"images": pictures} if pictures is not None else {}))
             if prefetch is not None:
                 prefetch(batch, out.texts)
             greedy_ok = [env.grade(inst, text).passed for inst, text in zip(batch, out.texts)]
@@ -56,7 +60,8 @@ def evaluate(
         if samples:
             params = SamplingParams(max_new_tokens, temperature=temperature,
                                     seed=stable_hash("eval", seed, name, difficulty) % 2**62)
-            out = backend.generate([p for p in prompts for _ in range(samples)], params)
+            images = {"images": [png for png in pictures for _ in range(samples)]} if pictures is not None else {}
+            out = backend.generate([p for p in prompts for _ in range(samples)], params, **images)
             if prefetch is not None:
                 prefetch([batch[j // samples] for j in range(len(out.texts))], out.texts)
             for j, text in enumerate(out.texts):

@@ -151,24 +151,11 @@ def cmd_read(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env_tasks(texts: list[str] | None) -> list[tuple[str, float]]:
-    """``NAME[@DIFFICULTY]`` -> (name, difficulty), checked against the registry."""
-    out = []
-    for text in texts or []:
-        name, _, diff = text.partition("@")
-        commands.get_env(name)
-        try:
-            out.append((name, commands.difficulty(diff) if diff else 0.0))
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"--forgetting-env {text}: difficulty {exc}") from None
-    return out
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from worldsmith.memory.experiment import METHODS, evaluate, plot_ppl_by_position
 
     args.methods = args.methods or list(METHODS)
-    env_tasks = _env_tasks(args.forgetting_env)
+    env_tasks = commands.env_tasks(args.forgetting_env, "--forgetting-env")
     if env_tasks and (args.no_forgetting or "locas-glu-top_r" not in args.methods):
         raise UsageError("--forgetting-env measures the locas-glu-top_r memory: include that method and "
                          "drop --no-forgetting")

@@ -59,6 +59,9 @@ class Rollouts:
     step_spans       per sequence, a list of (start, end) token spans of reasoning steps
     finished         (B,) bool, True where the completion ended with EOS (False: cut at
                      max_new_tokens); None when a backend does not say
+    vision           per row, the processor's image inputs for that row's prompt (e.g.
+                     ``{"pixel_values": (1, 3, H, W)}``), None for a row without an image; None
+                     for a text-only batch. ``vision_inputs`` stacks them for a forward pass.
     """
 
     prompt_ids: torch.Tensor
@@ -69,6 +72,7 @@ class Rollouts:
     texts: list[str]
     step_spans: list[list[tuple[int, int]]] = field(default_factory=list)
     finished: torch.Tensor | None = None
+    vision: list[dict[str, torch.Tensor] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -79,7 +83,7 @@ def merge_rollouts(parts: list[Rollouts], positions: list[list[int]], pad_id: in
 
     ``positions`` together must cover 0..N-1 exactly once (N = total rows). Prompts are re-padded
     on the left and completions on the right to the widest part, with ``pad_id`` and mask False;
-    ``step_spans`` and ``finished`` are kept when every part has them. Example: a standard and a
+    ``step_spans``, ``finished`` and ``vision`` are kept when every part has them. Example: a standard and a
     CUTS sub-group of one 4-member group, put back in group order:
     ``merge_rollouts([standard, cuts], [[0, 1], [2, 3]])``.
     """
@@ -102,6 +106,8 @@ def merge_rollouts(parts: list[Rollouts], positions: list[list[int]], pad_id: in
     spans: list[list[tuple[int, int]]] = [[] for _ in range(n)]
     keep_spans = all(len(p.step_spans) == len(p) for p in parts)
     keep_finished = all(p.finished is not None for p in parts)
+    keep_vision = all(p.vision is not None for p in parts)
+    vision: list = [None] * n
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     for part, pos in zip(parts, positions):
         rows = torch.tensor(pos, dtype=torch.long, device=device)
@@ -117,6 +123,8 @@ def merge_rollouts(parts: list[Rollouts], positions: list[list[int]], pad_id: in
             texts[i] = part.texts[j]
             if keep_spans:
                 spans[i] = part.step_spans[j]
+            if keep_vision:
+                vision[i] = part.vision[j]
     return Rollouts(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -126,11 +134,26 @@ def merge_rollouts(parts: list[Rollouts], positions: list[list[int]], pad_id: in
         texts=texts,
         step_spans=spans if keep_spans else [],
         finished=finished if keep_finished else None,
+        vision=vision if keep_vision else None,
     )
+
+
+def vision_inputs(rows: Sequence[dict[str, torch.Tensor] | None] | None,
+                  device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """The image inputs of a forward over ``rows`` (``Rollouts.vision`` entries, in batch order):
+    each key concatenated along dim 0 over the rows that have an image, which is the order a
+    LLaVA- or Qwen-VL-style model matches image features to image tokens. ``{}`` without images."""
+    present = [r for r in rows or () if r]
+    if not present:
+        return {}
+    out = {key: torch.cat([r[key] for r in present], dim=0) for key in present[0]}
+    return {k: v.to(device) for k, v in out.items()} if device is not None else out
 
 
 @runtime_checkable
 class GenerationBackend(Protocol):
-    """Anything that can sample completions for a list of prompts."""
+    """Anything that can sample completions for a list of prompts. A backend that also takes
+    images (one PNG/JPEG bytes or None per prompt) says so with ``takes_images = True`` and
+    accepts ``generate(prompts, params, images=[...])``."""
 
     def generate(self, prompts: list[str], params: SamplingParams) -> Rollouts: ...

@@ -10,6 +10,13 @@ distribution it was drawn from is recorded as ``behaviour_logp``.
 with gradients when called outside ``no_grad``; this is what a trainer differentiates.
 ``grouped_sequence_logprobs`` gives the same values and gradients for groups of rows sharing a
 prompt, running each prompt once and only the completions per row.
+
+Vision-language models: built with a processor (``processing_class`` with an ``image_processor``,
+e.g. a LLaVA processor) instead of a tokenizer, the backend takes ``images`` (one PNG/JPEG bytes
+or None per prompt). Each row becomes one user turn rendered by the processor's chat template
+(an image part, then the prompt), the processor expands its image tokens, and the prefill forward
+gets the image inputs; ``Rollouts.vision`` keeps them per row so that ``sequence_logprobs(...,
+image_inputs=...)`` scores the completions against the same pictures.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from worldsmith.policy.backend import Rollouts, SamplingParams
+from worldsmith.policy.backend import Rollouts, SamplingParams, vision_inputs
 from worldsmith.policy.model import encode_prompts, eos_token_ids
 
 #: ``processor(logits) -> logits``, or ``processor(logits, step) -> logits`` when it has a parameter
@@ -85,14 +92,16 @@ def left_pad(
     return ids.to(device), mask.to(device)
 
 
-def _distinct_rows(seqs: Sequence[Sequence[int]]) -> tuple[list[int], list[int]] | None:
+def _distinct_rows(seqs: Sequence[Sequence[int]], tags: Sequence[object] | None = None
+                   ) -> tuple[list[int], list[int]] | None:
     """``(first, inverse)`` when some sequences repeat: ``first`` indexes the first occurrence of each
-    distinct sequence, and row i equals ``seqs[first[inverse[i]]]``. None when all are distinct."""
-    slot: dict[tuple[int, ...], int] = {}
+    distinct sequence, and row i equals ``seqs[first[inverse[i]]]``. None when all are distinct.
+    ``tags`` (hashable, one per row, e.g. the row's image) must match too."""
+    slot: dict[tuple, int] = {}
     first: list[int] = []
     inverse: list[int] = []
     for i, s in enumerate(seqs):
-        key = tuple(s)
+        key = (tuple(s), tags[i] if tags is not None else None)
         j = slot.get(key)
         if j is None:
             j = slot[key] = len(first)
@@ -161,6 +170,68 @@ def row_uniforms(row_seeds: Sequence[int], steps: int) -> Tensor:
     return out
 
 
+# --- vision-language prompts ---------------------------------------------------------------------------
+#: Processor outputs that are text, not image inputs.
+_TEXT_KEYS = frozenset({"input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids"})
+
+
+def is_processor(processing_class: object) -> bool:
+    """Whether ``processing_class`` is a multimodal processor (it has an image processor and a tokenizer)."""
+    return (getattr(processing_class, "image_processor", None) is not None
+            and getattr(processing_class, "tokenizer", None) is not None)
+
+
+def image_token_ids(processor) -> list[int]:
+    """The ids of the processor's image (and video) placeholder tokens, which a policy must never
+    sample: each one stands for image features the model was not given."""
+    ids = []
+    for attr in ("image_token_id", "video_token_id"):
+        value = getattr(processor, attr, None)
+        if isinstance(value, int):
+            ids.append(value)
+    for attr in ("image_token", "video_token"):
+        token = getattr(processor, attr, None)
+        if isinstance(token, str):
+            value = processor.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(value, int) and value != processor.tokenizer.unk_token_id:
+                ids.append(value)
+    return sorted(set(ids))
+
+
+def image_turn(prompt: str, with_image: bool) -> list[dict]:
+    """One user turn: an image part (when there is an image), then the prompt."""
+    content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
+    return [{"role": "user", "content": content}]
+
+
+def encode_image_prompts(processor, prompts: Sequence[str], images: Sequence[bytes | None]
+                         ) -> tuple[list[list[int]], list[dict[str, Tensor] | None]]:
+    """Token ids of each prompt's turn (image tokens expanded by the processor) and its image inputs
+    (None for a row without an image). Images are PNG/JPEG bytes opened by the guarded decoder
+    (``BadImage``, one line, for a missing, corrupt or oversized one); a repeated (prompt, image)
+    row is encoded once and shares its inputs."""
+    from worldsmith.vision.images import decode
+
+    if len(prompts) != len(images):
+        raise ValueError(f"{len(prompts)} prompts but {len(images)} images")
+    done: dict[tuple[str, bytes | None], tuple[list[int], dict | None]] = {}
+    ids, vision = [], []
+    for prompt, image in zip(prompts, images):
+        key = (prompt, image)
+        if key not in done:
+            text = processor.apply_chat_template(image_turn(prompt, image is not None), add_generation_prompt=True,
+                                                 tokenize=False)
+            extra = {"images": [decode(image)]} if image is not None else {}
+            enc = processor(text=[text], return_tensors="pt", add_special_tokens=False, **extra)
+            row = enc["input_ids"][0][enc["attention_mask"][0].bool()].tolist()
+            inputs = {k: v for k, v in enc.items() if k not in _TEXT_KEYS and isinstance(v, Tensor)}
+            done[key] = (row, inputs if image is not None else None)
+        row, inputs = done[key]
+        ids.append(row)
+        vision.append(inputs)
+    return ids, vision
+
+
 # --- the backend --------------------------------------------------------------------------------------
 class HFBackend:
     """A ``GenerationBackend`` over an in-process HF causal LM (plain or peft-wrapped).
@@ -174,6 +245,9 @@ class HFBackend:
     With ``share_prompts`` (the default), a batch that holds the same prompt several times (a GRPO
     group) runs the prefill forward once per distinct prompt and copies its KV cache and
     first-token logits to the repeated rows.
+
+    ``tokenizer`` may be a multimodal processor (see the module doc); the backend then takes images
+    (``takes_images``) and keeps the processor as ``processor``.
     """
 
     def __init__(
@@ -189,7 +263,9 @@ class HFBackend:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
-        self.tokenizer = tokenizer
+        self.processor = tokenizer if is_processor(tokenizer) else None
+        self.tokenizer = tokenizer.tokenizer if self.processor is not None else tokenizer
+        tokenizer = self.tokenizer
         if device is None:  # where the model's weights are
             first = next(model.parameters(), None)
             device = first.device if first is not None else "cpu"
@@ -201,20 +277,37 @@ class HFBackend:
         self.pad_id = int(pad if pad is not None else self.eos_ids[0])
         self._newline_ids: frozenset[int] | None = None
         self.share_prompts = share_prompts
+        # a sampled image placeholder would ask the model for a picture it was never given
+        self.banned_ids = image_token_ids(self.processor) if self.processor is not None else []
 
     # public -----------------------------------------------------------------------------------------
+    @property
+    def takes_images(self) -> bool:
+        return self.processor is not None
+
     def generate(
         self,
         prompts: list[str],
         params: SamplingParams,
         *,
+        images: Sequence[bytes | None] | None = None,
         logits_processor: LogitsProcessor | None = None,
     ) -> Rollouts:
-        """Sample one completion per prompt. ``logits_processor`` overrides the backend's own."""
+        """Sample one completion per prompt. ``images`` (a vision-language policy only): one PNG/JPEG
+        bytes or None per prompt. ``logits_processor`` overrides the backend's own."""
         if not prompts:
             raise ValueError("generate needs at least one prompt")
         processor = logits_processor if logits_processor is not None else self.logits_processor
-        encoded = encode_prompts(self.tokenizer, list(prompts))
+        vision, tags = None, None
+        if self.processor is not None:
+            images = list(images) if images is not None else [None] * len(prompts)
+            encoded, vision = encode_image_prompts(self.processor, list(prompts), images)
+            tags = images
+        elif images is not None and any(img is not None for img in images):
+            raise ValueError("this policy has no image processor, so it cannot take images; "
+                             "load a vision-language model folder")
+        else:
+            encoded = encode_prompts(self.tokenizer, list(prompts))
         generator, uniforms = None, None
         if params.row_seeds is not None:
             if len(params.row_seeds) != len(prompts):
@@ -232,12 +325,14 @@ class HFBackend:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
                 out = self._generate_batch([encoded[i] for i in chunk], params, generator, processor,
-                                           None if uniforms is None else uniforms[chunk])
+                                           None if uniforms is None else uniforms[chunk],
+                                           None if vision is None else [vision[i] for i in chunk],
+                                           None if tags is None else [tags[i] for i in chunk])
                 for i, row in zip(chunk, out):
                     results[i] = row
         finally:
             self.model.train(was_training)
-        return self._assemble(encoded, [results[i] for i in range(len(encoded))])
+        return self._assemble(encoded, [results[i] for i in range(len(encoded))], vision)
 
     def __call__(self, prompts: list[str], params: SamplingParams) -> Rollouts:
         return self.generate(prompts, params)
@@ -251,16 +346,19 @@ class HFBackend:
         generator: torch.Generator | None,
         processor: LogitsProcessor | None,
         uniforms: Tensor | None = None,
+        vision: list[dict | None] | None = None,
+        tags: list | None = None,
     ) -> list[tuple[list[int], list[float], bool]]:
         model, device = self.model, self.device
         cache_kw = cache_kwarg(model)
         keep = {"logits_to_keep": 1} if keeps_logits(model) else {}
         ids, mask = left_pad(prompt_ids, self.pad_id, device)
         b, steps = ids.shape[0], params.max_new_tokens
-        shared = _distinct_rows(prompt_ids) if self.share_prompts else None
+        shared = _distinct_rows(prompt_ids, tags) if self.share_prompts else None
         if shared is not None:  # prefill each distinct prompt once; its rows get copies of its cache
             first, inverse = shared
             ids_u, mask_u = left_pad([prompt_ids[i] for i in first], self.pad_id, device)
+            vision = None if vision is None else [vision[i] for i in first]
         else:
             ids_u, mask_u = ids, mask
         cache = new_cache(model)
@@ -271,6 +369,7 @@ class HFBackend:
             use_cache=True,
             **{cache_kw: cache},
             **keep,
+            **vision_inputs(vision, device),
         )
         logits = out.logits[:, -1, :]
         if shared is not None:
@@ -286,7 +385,10 @@ class HFBackend:
         attn = mask.long()
         next_pos = _positions(mask)[:, -1] + 1
         wants_step = _takes_step(processor)
+        banned = torch.tensor(self.banned_ids, dtype=torch.long, device=device)
         for t in range(steps):
+            if len(banned):
+                logits = logits.index_fill(-1, banned, float("-inf"))
             if processor is not None:
                 logits = processor(logits, step=t) if wants_step else processor(logits)
             tok, lp = _draw(sampling_logprobs(logits, params), params, generator,
@@ -323,7 +425,8 @@ class HFBackend:
         return [(tokens[i][: lengths[i]], logps[i][: lengths[i]], finished[i]) for i in range(b)]
 
     def _assemble(
-        self, encoded: list[list[int]], rows: list[tuple[list[int], list[float], bool]]
+        self, encoded: list[list[int]], rows: list[tuple[list[int], list[float], bool]],
+        vision: list[dict | None] | None = None,
     ) -> Rollouts:
         # built outside inference_mode: the trainer may feed these tensors into autograd
         prompt_ids, prompt_mask = left_pad(encoded, self.pad_id, self.device)
@@ -351,6 +454,7 @@ class HFBackend:
             texts=texts,
             step_spans=spans,
             finished=torch.tensor([r[2] for r in rows], dtype=torch.bool, device=self.device),
+            vision=vision,
         )
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -391,6 +495,7 @@ def sequence_logprobs(
     temperature: float = 1.0,
     chunk: int | None = None,
     return_hidden: bool = False,
+    image_inputs: dict[str, Tensor] | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Per-token log-probs (B, T) float32 of ``completion_ids`` given ``prompt_ids``, one forward.
 
@@ -399,7 +504,8 @@ def sequence_logprobs(
     sampling temperature to match ``behaviour_logp`` of plain temperature sampling). ``chunk``
     bounds how many completion positions go through the log-softmax at once (peak memory for large
     vocabularies). With ``return_hidden``, also returns the final hidden states (B, T, d) fed to
-    the LM head at the positions that predict each completion token.
+    the LM head at the positions that predict each completion token. ``image_inputs`` (a
+    vision-language model) are the rows' stacked image inputs (``backend.vision_inputs``).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -425,6 +531,7 @@ def sequence_logprobs(
             position_ids=_positions(mask),
             use_cache=False,
             **keep,
+            **(image_inputs or {}),
         )
     finally:
         if handle is not None:

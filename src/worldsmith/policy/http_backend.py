@@ -248,6 +248,11 @@ class HTTPBackend:
     def __repr__(self) -> str:
         return f"HTTPBackend(url={self.url!r}, model={self.config.model!r})"
 
+    @property
+    def takes_images(self) -> bool:
+        """The chat endpoint sends images as OpenAI image parts; completions take text only."""
+        return self.config.endpoint == "chat"
+
     # public -----------------------------------------------------------------------------------------
     def generate(self, prompts: list[str], params: SamplingParams,
                  images: list[bytes | None] | None = None) -> HTTPRollouts:

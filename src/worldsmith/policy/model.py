@@ -137,7 +137,9 @@ def load_policy(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a causal LM and its tokenizer from a local folder (never from a hub).
+    """Load a causal LM and its tokenizer from a local folder (never from a hub). A vision-language
+    folder (a ``vision_config`` in its config) gives ``(model, processor)`` instead: the processor
+    is the processing class backends and trainers take, and it holds the tokenizer.
 
     With ``lora``, the loaded model is wrapped in a fresh trainable LoRA adapter. A folder holding
     a saved adapter is loaded as base + adapter (trainable), and ``lora`` is then not applied again.
@@ -165,8 +167,10 @@ def _load_policy(path, lora, dtype, device) -> tuple[PreTrainedModel, PreTrained
         raise FileNotFoundError(
             f"{str(path)!r} holds no config.json or {ADAPTER_CONFIG}: not a policy folder"
         )
-    tokenizer = load_tokenizer(path)
     kwargs = {"local_files_only": True, **_dtype_kwargs(dtype)}
+    if is_vision_folder(path):
+        return _load_vision_policy(path, lora, device, kwargs)
+    tokenizer = load_tokenizer(path)
     if (path / ADAPTER_CONFIG).is_file():
         from peft import PeftModel
 
@@ -186,6 +190,36 @@ def _load_policy(path, lora, dtype, device) -> tuple[PreTrainedModel, PreTrained
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def is_vision_folder(path: str | os.PathLike) -> bool:
+    """Whether a model folder holds a vision-language model (its config has a ``vision_config``)."""
+    config = Path(path) / "config.json"
+    try:
+        return config.is_file() and "vision_config" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _load_vision_policy(path: Path, lora, device, kwargs):
+    """``(model, processor)`` of a local vision-language folder: the processor is the policy's
+    processing class (it holds the tokenizer), so backends and trainers feed it images."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(f"{str(path)!r} holds a vision-language model but no usable processor "
+                                f"({type(exc).__name__})") from None
+    model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    if lora is not None:
+        model = apply_lora(model, lora)
+    if device is not None:
+        model = model.to(device)
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, processor
 
 
 #: Tokenizer classes that mean "exactly what tokenizer.json says".

@@ -164,8 +164,8 @@ class MixedCUTS(Method):
         for rows, p, processor in ((~is_cuts, params, None), (is_cuts, cuts_params, self.operator)):
             idx = rows.nonzero().squeeze(-1).tolist()
             if idx:
-                parts.append(trainer.backend.generate([prompts[i] for i in idx], p.for_rows(idx),
-                                                      logits_processor=processor))
+                parts.append(trainer.generate_for([instances[i] for i in idx], p.for_rows(idx),
+                                                  logits_processor=processor))
                 positions.append(idx)
         return merge_rollouts(parts, positions, pad_id=trainer.backend.pad_id), is_cuts
 

@@ -260,7 +260,7 @@ class MSSR(Method):
         mine = [inst for inst in instances[acc.process_index :: acc.num_processes] for _ in range(m.n_init)]
         params = replace(trainer.sampling_params(trainer.step_index),
                          seed=stable_hash("mssr_init", t.seed, acc.process_index) % 2**62)
-        rollouts = trainer.backend.generate([inst.prompt for inst in mine], params)
+        rollouts = trainer.generate_for(mine, params)
         _, rewards, _ = trainer.grade(mine, rollouts.texts)
         pairs = trainer.gather(list(zip(self.keys(mine), (rewards > m.outcome_threshold).float().tolist())))
         self.tracker.initialise([k for k, _ in pairs], [b for _, b in pairs])

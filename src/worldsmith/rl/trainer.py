@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from worldsmith.configuration import dump
 from worldsmith.distributed import on_main
 from worldsmith.envs.contract import Instance, stable_hash
-from worldsmith.policy.backend import Rollouts, SamplingParams
+from worldsmith.policy.backend import Rollouts, SamplingParams, vision_inputs
 from worldsmith.policy.hf_backend import (
     HFBackend,
     grouped_sequence_logprobs,
@@ -40,6 +40,7 @@ from worldsmith.rl.methods import LMHead, Method, StepContext, configured_method
 from worldsmith.rl.pool import EnvPool
 from worldsmith.rl.reward_check import safe_grade_batch, validate_rewards
 from worldsmith.runs import RunDir, atomic_write_bytes
+from worldsmith.vision.images import instance_png
 
 PHASES = ("generate", "grade", "old_logprobs", "ref_logprobs", "backward", "optimizer")
 
@@ -159,7 +160,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg, total_steps: int) -> t
 class Trainer:
     """GRPO-family training of ``model`` on ``cfg.pool``. Call ``fit(run_dir)``.
 
-    ``ref_model`` is needed only when ``cfg.train.loss_cfg.kl_coef > 0``. ``pool`` replaces the
+    ``tokenizer`` is the policy's processing class: a tokenizer, or for a vision-language policy its
+    processor (``load_policy`` gives it), in which case each instance's image goes with its prompt
+    into generation and every log-prob pass. ``ref_model`` is needed only when
+    ``cfg.train.loss_cfg.kl_coef > 0``. ``pool`` replaces the
     pool built from ``cfg.pool`` (e.g. one whose membership changes during the run). The method
     plug-ins the config switches on are built here; ``methods`` adds plug-ins built by the caller
     (each a ``Method`` taking this trainer), whose hooks run after the configured ones'.
@@ -242,8 +246,9 @@ class Trainer:
         ctx.group_ids = torch.arange(len(mine), device=device).repeat_interleave(t.group_size)  # (B,)
         hidden = [m for m in self.methods if m.wants_hidden]
         with timer("old_logprobs"):
-            if plain_sampling(ctx.params) and not ctx.off_policy.any() and not hidden:
-                ctx.old_logp = ctx.rollouts.behaviour_logp  # drawn from the policy itself
+            # drawn from the policy itself (not a vision policy's: its sampler masks image tokens)
+            if plain_sampling(ctx.params) and not ctx.off_policy.any() and not hidden and ctx.rollouts.vision is None:
+                ctx.old_logp = ctx.rollouts.behaviour_logp
             else:  # one forward: off-policy rows need policy log-probs; methods may need its hidden states
                 ctx.old_logp, ctx.hidden = self._old_pass(ctx.rollouts, hidden)
         if self.ref_model is not None:
@@ -351,8 +356,15 @@ class Trainer:
             out = m.generate(grouped, params)
             if out is not None:
                 return out
-        rollouts = self.backend.generate([inst.prompt for inst in grouped], params)
+        rollouts = self.generate_for(grouped, params)
         return rollouts, torch.zeros(len(grouped), dtype=torch.bool, device=self.acc.device)
+
+    def generate_for(self, instances: Sequence[Instance], params: SamplingParams, **kwargs) -> Rollouts:
+        """The policy's completions of ``instances``' prompts, with their images when the policy takes
+        images (``kwargs`` go to the backend, e.g. a ``logits_processor``)."""
+        if getattr(self.backend, "takes_images", False):
+            kwargs["images"] = [instance_png(inst.data) for inst in instances]
+        return self.backend.generate([inst.prompt for inst in instances], params, **kwargs)
 
     def _update_pool(self, instances: list[Instance], step: int, passed: list[bool]) -> dict:
         """Steer the pool with every process's outcomes, so all processes keep the same pool."""
@@ -380,14 +392,21 @@ class Trainer:
             if g > 1 and mb % g == 0:  # every slice is whole groups: each prompt runs once
                 out.append(grouped_sequence_logprobs(model, *args, g, temperature=self.logp_temperature()))
             else:
-                out.append(sequence_logprobs(model, *args, temperature=self.logp_temperature()))
+                out.append(sequence_logprobs(model, *args, temperature=self.logp_temperature(),
+                                             image_inputs=self._images(r, range(s, min(s + mb, len(r))))))
         return torch.cat(out)
+
+    def _images(self, r: Rollouts, rows) -> dict:
+        """The image inputs of ``rows`` of ``r`` for a forward pass ({} for a text batch)."""
+        return vision_inputs([r.vision[i] for i in rows], self.acc.device) if r.vision is not None else {}
 
     def _shared_group_size(self, r: Rollouts, group_ids: torch.Tensor | None = None) -> int:
         """``group_size`` when rows g*G .. g*G+G-1 form group g and share one prompt (so a prompt's
         forward can serve its whole group), else 1."""
         g = self.cfg.train.group_size
         if g < 2 or len(r) % g or (group_ids is not None and not contiguous_groups(group_ids, g)):
+            return 1
+        if r.vision is not None:  # the grouped forward runs text only
             return 1
         return g if shares_prompts(r.prompt_ids, r.prompt_mask, g) else 1
 
@@ -441,7 +460,8 @@ class Trainer:
         for s in range(0, len(r), mb):
             sl = slice(s, s + mb)
             logp, hidden = sequence_logprobs(model, r.prompt_ids[sl], r.prompt_mask[sl], r.completion_ids[sl],
-                                             r.completion_mask[sl], temperature=temp, return_hidden=True)
+                                             r.completion_mask[sl], temperature=temp, return_hidden=True,
+                                             image_inputs=self._images(r, range(len(r))[sl]))
             logps.append(logp)
             for m in consumers:
                 parts[m.name].append(m.hidden_statistics(hidden, head, r.completion_ids[sl], r.completion_mask[sl], temp))
@@ -537,7 +557,8 @@ class Trainer:
         if shared > 1:  # whole groups: each prompt runs once for its group
             logp = grouped_sequence_logprobs(self.model, *args, shared, temperature=self.logp_temperature())  # (b, w)
         else:
-            logp = sequence_logprobs(self.model, *args, temperature=self.logp_temperature())
+            logp = sequence_logprobs(self.model, *args, temperature=self.logp_temperature(),
+                                     image_inputs=self._images(r, idx))
         ref = batch.ref_logp[ix, :width] if batch.ref_logp is not None else None
         loss, m = self.loss_fn(logp, batch.old_logp[ix, :width], batch.advantages[ix, :width], mask, t.loss_cfg,
                                ref_logp=ref, denominator=denominator)

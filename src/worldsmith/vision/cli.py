@@ -96,6 +96,59 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warmstart(args: argparse.Namespace) -> int:
+    import torch
+
+    from worldsmith.envs.contract import split_seed
+    from worldsmith.policy.model import is_vision_folder, load_policy, save_policy
+    from worldsmith.vision.verify import image_ablation
+    from worldsmith.vision.vlm import TinyVLMConfig, VisionPolicy, build_tiny_vlm, warm_start
+
+    tasks = commands.env_tasks(args.env or ["vis_relation"], "--env")
+    for name, _ in tasks:
+        _image_env(name)
+    out = Path(args.out)
+    if (out / "config.json").exists():
+        raise UsageError(f"--out: {out} already holds a policy; choose another folder")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out: folder {out.parent} does not exist")
+    if args.model:
+        if not is_vision_folder(args.model):
+            raise UsageError(f"--model: {args.model} is not a local vision-language model folder")
+        model, processor = load_policy(args.model, progress=False)
+    else:
+        try:
+            cfg = TinyVLMConfig(image_size=args.image_size, vision_layers=args.vision_layers,
+                                vision_hidden=args.vision_hidden)
+            model, processor = build_tiny_vlm(cfg, seed=args.seed)
+        except ValueError as exc:
+            raise UsageError(f"tiny VLM: {str(exc).splitlines()[0]}") from None
+    torch.manual_seed(args.seed)
+    policy = VisionPolicy(model, processor)
+    per_task = -(-args.examples // len(tasks))
+    train, held = [], []
+    for t, (name, diff) in enumerate(tasks):
+        env = commands.get_env(name)
+        train += [(env, env.sample(split_seed("train", args.seed * 1_000_003 + t * per_task + i), diff))
+                  for i in range(per_task)]
+        held.append((env, [env.sample(split_seed("eval", i), diff) for i in range(args.eval)]))
+    targets = [env.wrap(inst.reference) if args.target == "answer" else env.reference_response(inst.data)
+               for env, inst in train]
+    metrics = warm_start(policy, [inst for _, inst in train], targets, steps=args.steps, batch_size=args.batch,
+                         lr=args.lr, seed=args.seed, progress=not args.quiet)
+    evaluation = {}
+    if args.eval:
+        for (name, diff), (env, instances) in zip(tasks, held):
+            result = image_ablation(env, instances, policy.answer_fn(max_new_tokens=args.max_new_tokens))
+            evaluation[f"{name}@{diff:g}"] = result
+    save_policy(model, processor, out)
+    summary = {"out": str(out), "tasks": [{"env": n, "difficulty": d} for n, d in tasks], "seed": args.seed,
+               "examples": len(train), "target": args.target, **metrics, "held_out": evaluation}
+    (out / "warmstart.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+    return 0
+
+
 def _add_instance_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("env", help="an image environment: vis_count, vis_relation, vis_chart, vis_table, vis_geometry")
     p.add_argument("--index", type=int, default=0, help="item of the split (default 0)")
@@ -123,3 +176,24 @@ def register(sub) -> None:
     p.add_argument("--difficulty", type=commands.difficulty, default=0.5, help="in [0, 1] (default 0.5)")
     p.add_argument("--out", required=True, help="the .jsonl file to write")
     p.set_defaults(func=cmd_bench)
+    p = vsub.add_parser("warmstart", help="supervised warm start of a vision-language policy on rendered scenes "
+                        "(train split), saved as a model folder that `worldsmith train` takes as model.path")
+    p.add_argument("--out", required=True, help="the policy folder to write")
+    p.add_argument("--env", action="append", default=None, metavar="NAME[@DIFFICULTY]",
+                   help="image environment to learn from (repeatable; default vis_relation@0)")
+    p.add_argument("--model", default=None, help="a local vision-language model folder (default: build the tiny one)")
+    p.add_argument("--examples", type=commands.positive_int, default=768, help="train-split instances (default 768)")
+    p.add_argument("--steps", type=commands.positive_int, default=300, help="optimizer steps (default 300)")
+    p.add_argument("--batch", type=commands.positive_int, default=16, help="examples per step (default 16)")
+    p.add_argument("--lr", type=commands.positive_float, default=3e-3, help="AdamW learning rate (default 3e-3)")
+    p.add_argument("--seed", type=int, default=0, help="weights, examples and data order (default 0)")
+    p.add_argument("--target", choices=("answer", "reference"), default="answer",
+                   help="what to imitate: the tagged answer, or the reference response with its steps (default answer)")
+    p.add_argument("--image-size", type=commands.positive_int, default=32, help="tiny VLM: input side (default 32)")
+    p.add_argument("--vision-layers", type=commands.positive_int, default=1, help="tiny VLM: vision layers (default 1)")
+    p.add_argument("--vision-hidden", type=commands.positive_int, default=32, help="tiny VLM: vision width (default 32)")
+    p.add_argument("--eval", type=int, default=32, help="held-out scenes per task, with and without the image "
+                   "(default 32; 0 skips)")
+    p.add_argument("--max-new-tokens", type=commands.positive_int, default=16, help="held-out answer budget (default 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_warmstart)

@@ -82,6 +82,17 @@ def instance_image(data: dict):
     return decode(image.get("png_b64") if isinstance(image, dict) else None)
 
 
+def instance_png(data: dict) -> bytes | None:
+    """The image bytes an instance's data carries (``data["image"]["png_b64"]``), None when it
+    carries no image; ``BadImage`` when the entry is there but unusable."""
+    image = data.get("image") if isinstance(data, dict) else None
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise BadImage("image entry is not an object with png_b64")
+    return from_b64(image.get("png_b64"))
+
+
 def data_url(png: bytes) -> str:
     """An RFC 2397 ``data:`` URL of PNG bytes, the form OpenAI-style APIs take in ``image_url``."""
     return "data:image/png;base64," + to_b64(png)
