@@ -187,7 +187,8 @@ def method_config(cfg, method: str, seed: int, time_budget_s: float | None = Non
 
 def seed_config(cfg, seed: int):
     """``cfg`` with ``train.seed`` and ``model.init_seed`` set to ``seed`` (the start policy's config);
-    with ``model.base``, ``model.base_seed`` too, so that every seed starts from its own base."""
+    with ``model.base``, ``model.base_seed`` too, so that every seed starts from its own base; a
+    ``{seed}`` in ``model.path`` becomes the seed (one local start folder per seed)."""
     from worldsmith.configuration import build
     from worldsmith.rl.config import RunConfig
 
@@ -195,6 +196,8 @@ def seed_config(cfg, seed: int):
     data["train"]["seed"] = data["model"]["init_seed"] = seed
     if data["model"].get("base"):
         data["model"]["base_seed"] = seed
+    if data["model"].get("path") and "{seed}" in data["model"]["path"]:
+        data["model"]["path"] = data["model"]["path"].replace("{seed}", str(seed))
     return build(RunConfig, data)
 
 

@@ -122,3 +122,19 @@ def test_vision_warmstart_writes_a_policy_folder_train_can_start_from(tmp_path, 
         assert main(["vision", "warmstart", "--steps", "1", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+def test_compare_runs_methods_on_pictures_from_one_vlm_folder_per_seed(vlm_folder, tmp_path):
+    import shutil
+
+    from worldsmith.compare import compare
+
+    shutil.copytree(vlm_folder, tmp_path / "start_s3")
+    cfg = _vis_config(tmp_path / "start_s{seed}")
+    result = compare(cfg, ["grpo", "mssr"], [3], tmp_path / "cmp", progress=False, log=None)
+    assert result["done"] == 2
+    runs = [json.loads(line) for line in (tmp_path / "cmp" / "runs.jsonl").read_text().splitlines()]
+    assert sorted(r["method"] for r in runs) == ["grpo", "mssr"]
+    assert is_vision_folder(tmp_path / "cmp" / "starts" / "s3" / "policy_init")
+    with pytest.raises(FileNotFoundError):  # seed 4 has no start folder
+        compare(cfg, ["grpo"], [4], tmp_path / "cmp4", progress=False, log=None)

@@ -96,6 +96,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def warmstart_target(env, inst, target: str) -> str:
+    """What the warm start imitates: the tagged answer (``answer``), the step lines then the tagged
+    answer (``steps``), or the whole reference response with its program (``reference``)."""
+    if target == "answer":
+        return env.wrap(inst.reference)
+    if target == "steps":
+        return "\n".join([*env.steps(inst.data), env.wrap(inst.reference)])
+    return env.reference_response(inst.data)
+
+
 def cmd_warmstart(args: argparse.Namespace) -> int:
     import torch
 
@@ -119,7 +129,8 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
     else:
         try:
             cfg = TinyVLMConfig(image_size=args.image_size, vision_layers=args.vision_layers,
-                                vision_hidden=args.vision_hidden)
+                                vision_hidden=args.vision_hidden, text_hidden=args.text_hidden,
+                                text_layers=args.text_layers)
             model, processor = build_tiny_vlm(cfg, seed=args.seed)
         except ValueError as exc:
             raise UsageError(f"tiny VLM: {str(exc).splitlines()[0]}") from None
@@ -132,8 +143,7 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
         train += [(env, env.sample(split_seed("train", args.seed * 1_000_003 + t * per_task + i), diff))
                   for i in range(per_task)]
         held.append((env, [env.sample(split_seed("eval", i), diff) for i in range(args.eval)]))
-    targets = [env.wrap(inst.reference) if args.target == "answer" else env.reference_response(inst.data)
-               for env, inst in train]
+    targets = [warmstart_target(env, inst, args.target) for env, inst in train]
     metrics = warm_start(policy, [inst for _, inst in train], targets, steps=args.steps, batch_size=args.batch,
                          lr=args.lr, seed=args.seed, progress=not args.quiet)
     evaluation = {}
@@ -187,11 +197,14 @@ def register(sub) -> None:
     p.add_argument("--batch", type=commands.positive_int, default=16, help="examples per step (default 16)")
     p.add_argument("--lr", type=commands.positive_float, default=3e-3, help="AdamW learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="weights, examples and data order (default 0)")
-    p.add_argument("--target", choices=("answer", "reference"), default="answer",
-                   help="what to imitate: the tagged answer, or the reference response with its steps (default answer)")
+    p.add_argument("--target", choices=("answer", "steps", "reference"), default="answer",
+                   help="what to imitate: the tagged answer; the step lines (name = value) then the answer; or "
+                   "the whole reference response with its program (default answer)")
     p.add_argument("--image-size", type=commands.positive_int, default=32, help="tiny VLM: input side (default 32)")
     p.add_argument("--vision-layers", type=commands.positive_int, default=1, help="tiny VLM: vision layers (default 1)")
     p.add_argument("--vision-hidden", type=commands.positive_int, default=32, help="tiny VLM: vision width (default 32)")
+    p.add_argument("--text-hidden", type=commands.positive_int, default=64, help="tiny VLM: language width (default 64)")
+    p.add_argument("--text-layers", type=commands.positive_int, default=2, help="tiny VLM: language layers (default 2)")
     p.add_argument("--eval", type=int, default=32, help="held-out scenes per task, with and without the image "
                    "(default 32; 0 skips)")
     p.add_argument("--max-new-tokens", type=commands.positive_int, default=16, help="held-out answer budget (default 16)")

@@ -220,7 +220,7 @@ def warm_start(policy: VisionPolicy, instances: Sequence, targets: Sequence[str]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix({"loss": f"{losses[-1]:.3f}"})
     finally:
         policy.model.eval()
