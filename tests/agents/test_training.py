@@ -164,3 +164,28 @@ def test_actions_see_the_observations_before_them(policy):
     second = r.completion_mask[0].nonzero().flatten()[first:]
     assert not torch.allclose(logp[0, second], logp[1, second])
     assert torch.all(logp[~r.completion_mask] == 0)
+
+
+def test_rejection_sampling_fine_tunes_on_successful_episodes_only(policy):
+    from worldsmith.agents.experiment import RFT_SAMPLES, fine_tune_on_successes, rft
+    from worldsmith.agents.train import episode_logprobs
+
+    model, tok = policy
+    env, inst = _grid()
+    won = Session.replay(env, inst, ["move(E)", "move(E)", "move(E)", "answer(KEY)"]).episode
+    lost = Session.replay(env, inst, ["move(S)", "answer(NOPE)"]).episode
+    coder = ModelAgent(model, tok).coder
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        before = [episode_logprobs(model, coder.rollouts({env.name: env}, [ep])).sum().item() for ep in (won, lost)]
+        stats = fine_tune_on_successes(model, tok, env, [won, lost, lost])
+        after = [episode_logprobs(model, coder.rollouts({env.name: env}, [ep])).sum().item() for ep in (won, lost)]
+        assert stats["kept"] == 1 and stats["collect/episodes"] == 3
+        assert after[0] > before[0] + 1.0  # the success is learned
+        model.load_state_dict(state)
+        assert fine_tune_on_successes(model, tok, env, [lost]) == {"collect/episodes": 1, "kept": 0}
+        assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # nothing to learn from
+        rows = rft(model, tok, env, 0.0, problems=2, seed=0)
+        assert rows[0]["collect/episodes"] == 2 * RFT_SAMPLES
+    finally:
+        model.load_state_dict(state)

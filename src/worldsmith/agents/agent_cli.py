@@ -59,7 +59,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 #: The methods of `worldsmith agent compare` (``worldsmith.agents.experiment.METHODS``).
-METHODS = ("none", "grpo", "cso", "cso_noverify")
+METHODS = ("none", "grpo", "rft", "step_dpo", "cso", "cso_noverify", "cso_noprm")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -153,11 +153,12 @@ def register_agent(sub) -> None:
     q.add_argument("--action", action="append", help="an action to take (repeatable); default: the expert's")
     commands.add_isolation_flag(q)
     q.set_defaults(func=_refusing_without_sandbox(cmd_play))
-    q = inner.add_parser("compare", help="SFT start vs outcome GRPO vs CSO vs CSO without verification, "
-                                         "held-out success over seeds")
+    q = inner.add_parser("compare", help="SFT start vs outcome GRPO, rejection-sampling fine-tuning, "
+                                         "unverified step DPO, CSO and its ablations: held-out success over seeds")
     q.add_argument("--env", default="agent_gridworld")
     q.add_argument("--seeds", default="0-2")
-    q.add_argument("--methods", default="none,grpo,cso,cso_noverify")
+    q.add_argument("--methods", default="none,grpo,cso,cso_noverify",
+                   help="comma-separated, including none, from " + ", ".join(METHODS))
     q.add_argument("--difficulty", type=difficulty, default=0.5)
     q.add_argument("--eval-problems", type=positive_int, default=40)
     q.add_argument("--grpo-steps", type=positive_int, default=8)

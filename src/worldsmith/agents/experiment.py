@@ -1,5 +1,14 @@
-"""The agent comparison: one SFT start, then no training / outcome GRPO / CSO / CSO without
-verification per seed, each evaluated greedily on the same held-out problems (eval split).
+"""The agent comparison: one SFT start, then per seed no training, outcome GRPO, rejection-sampling
+fine-tuning, unverified step DPO, CSO, and CSO without verification or without the PRM filter,
+each evaluated greedily on the same held-out problems (eval split).
+
+- ``rft``: the policy plays ``grpo_steps * grpo_prompts`` training problems 4 times each (GRPO's
+  episode budget), and is fine-tuned on its own successful episodes (``RFT_STEPS`` steps at
+  ``RFT_LR``, the SFT loss; observations masked).
+- ``step_dpo``: CSO's round without the PRM filter and without verification: every step of a
+  failed episode where the expert would act otherwise becomes a pair (expert's action over the
+  policy's), the unverified step-level DPO baseline.
+- ``cso_noprm``: CSO without the PRM filter (every differing step is verified by a branch).
 
 ``compare(...)`` writes ``start.pt`` (the common start, built once), ``<method>/seed_<s>.json``
 per run (a rerun skips finished runs) and ``summary.json``: per method the mean success with a 95%
@@ -28,7 +37,38 @@ from worldsmith.eval.stats import mean_interval, paired_difference
 from worldsmith.policy.model import TinyModelConfig, build_tiny_model
 from worldsmith.policy.tokenizer import build_char_tokenizer
 
-METHODS = ("none", "grpo", "cso", "cso_noverify")
+METHODS = ("none", "grpo", "rft", "step_dpo", "cso", "cso_noverify", "cso_noprm")
+#: CSO's switches per CSO-family method: (verify, prm_filter).
+CSO_VARIANTS = {"cso": (True, True), "cso_noverify": (False, True), "cso_noprm": (True, False),
+                "step_dpo": (False, False)}
+#: Rejection-sampling fine-tuning (PROPOSED for the tiny CPU policy: the learning rate CSO's DPO
+#: uses here, 1e-4, and about three passes over a few dozen kept episodes).
+RFT_STEPS = 60
+RFT_LR = 1e-4
+RFT_SAMPLES = 4
+
+
+def rft(model, tok, env, difficulty: float, problems: int, seed: int, log=None) -> list[dict]:
+    """One round of rejection-sampling fine-tuning (see the module doc); its stats as a one-round list."""
+    from worldsmith.agents.policy import ModelAgent
+    from worldsmith.envs.contract import stable_hash
+
+    torch.manual_seed(stable_hash("rft-sample", seed) % 2**31)
+    insts = instances(env, "train", problems, difficulty, offset=stable_hash("rft", seed) % 10**6)
+    episodes = ModelAgent(model, tok, temperature=1.0).run({env.name: env}, [i for i in insts for _ in range(RFT_SAMPLES)])
+    stats = fine_tune_on_successes(model, tok, env, episodes, seed)
+    if log:
+        log(f"rft seed {seed}: fine-tuned on {stats['kept']}/{len(episodes)} successful episodes")
+    return [stats]
+
+
+def fine_tune_on_successes(model, tok, env, episodes: list, seed: int = 0) -> dict:
+    """RFT's update: the SFT loss on the episodes that succeeded (none: no update)."""
+    kept = [ep for ep in episodes if ep.passed]
+    stats = {"collect/episodes": len(episodes), "kept": len(kept)}
+    if kept:
+        stats.update(sft(model, tok, {env.name: env}, kept, RFT_STEPS, lr=RFT_LR, seed=seed))
+    return stats
 
 
 def start_policy(env, out: Path, difficulty: float, sft_steps: int, demos: int, log) -> tuple:
@@ -72,13 +112,17 @@ def compare(env_name: str, seeds: list[int], out: Path, methods=METHODS, difficu
             if method == "grpo":
                 train = EpisodeGRPO(model, tok, env, EpisodeGRPOConfig(steps=grpo_steps, difficulty=difficulty,
                                                                        prompts_per_step=grpo_prompts, seed=seed)).fit(log)
-            elif method.startswith("cso"):
+            elif method == "rft":
+                train = rft(model, tok, env, difficulty, grpo_steps * grpo_prompts, seed, log)
+            elif method in CSO_VARIANTS:
+                verify, prm_filter = CSO_VARIANTS[method]
                 cfg = CSOConfig(env=env_name, difficulty=difficulty, seed=seed, rounds=cso_rounds,
-                                tasks_per_round=cso_tasks, verify=method != "cso_noverify")
+                                tasks_per_round=cso_tasks, verify=verify, prm_filter=prm_filter)
                 train = run_cso(model, tok, env, cfg, log=log)
+            # episodes played: GRPO's groups; the collected ones plus one branch per verified candidate
             episodes = (grpo_steps * grpo_prompts * 4 if method == "grpo" else
-                        sum(r["collect/episodes"] + r["candidates"] * (method == "cso") for r in train)
-                        if train else 0)
+                        sum(r["collect/episodes"] + r.get("candidates", 0) * CSO_VARIANTS.get(method, (0,))[0]
+                            for r in train) if train else 0)
             row = {"method": method, "seed": seed, "train": train, "train_seconds": time.perf_counter() - started,
                    "train_episodes": episodes,
                    "eval": evaluate(model, tok, env, held_out, 12)}
@@ -96,7 +140,7 @@ def compare(env_name: str, seeds: list[int], out: Path, methods=METHODS, difficu
                  "train_seconds": sum(results[method][s]["train_seconds"] for s in seeds) / len(seeds)}
         if base is not None and method != "none":
             entry["vs_start"] = paired_difference(values, base).to_json()
-        if method.startswith("cso"):
+        if method in CSO_VARIANTS:
             shares = [r["supervised_share"] for s in seeds for r in results[method][s]["train"]]
             entry["supervised_share"] = sum(shares) / len(shares)
             entry["pairs"] = sum(r["pairs"] for s in seeds for r in results[method][s]["train"]) / len(seeds)
