@@ -17,6 +17,7 @@ from worldsmith.commands import (
     Parser,
     UsageError,
     difficulty,
+    env_tasks,
     get_env,
     load_run_config,
     parse_with_overrides,
@@ -214,14 +215,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from worldsmith.eval.runner import evaluate
     from worldsmith.policy.http_backend import HTTPBackendError
 
-    specs = []
-    for text in args.env:
-        name, _, diff = text.partition("@")
-        get_env(name)
-        try:
-            specs.append((name, difficulty(diff) if diff else 0.0))
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"--env {text}: difficulty {exc}") from None
+    specs = env_tasks(args.env, "--env")
     backend = _eval_backend(args)
     try:
         summary = evaluate(backend, specs, instances=args.instances, samples=args.samples,

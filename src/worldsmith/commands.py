@@ -128,7 +128,6 @@ def get_env(name: str):
         raise UsageError(str(exc)) from None
 
 
-# --- isolation ----------------------------------------------------------------------------------------
 def env_tasks(texts: list[str] | None, flag: str) -> list[tuple[str, float]]:
     """``NAME[@DIFFICULTY]`` values of option ``flag`` -> (name, difficulty), checked against the
     registry (difficulty 0 when none is given)."""
@@ -143,6 +142,7 @@ def env_tasks(texts: list[str] | None, flag: str) -> list[tuple[str, float]]:
     return out
 
 
+# --- isolation ----------------------------------------------------------------------------------------
 def add_isolation_flag(parser: argparse.ArgumentParser) -> None:
     """``--unsafe-no-isolation`` for a command that runs untrusted code (see docs/sandbox.md)."""
     parser.add_argument("--unsafe-no-isolation", action="store_true",

@@ -3,6 +3,7 @@ picture, the trainer scores completions against the same pictures, `worldsmith t
 an image environment from a VLM folder, and `worldsmith vision warmstart` writes that folder."""
 
 import json
+
 import pytest
 import torch
 
@@ -138,3 +139,26 @@ def test_compare_runs_methods_on_pictures_from_one_vlm_folder_per_seed(vlm_folde
     assert is_vision_folder(tmp_path / "cmp" / "starts" / "s3" / "policy_init")
     with pytest.raises(FileNotFoundError):  # seed 4 has no start folder
         compare(cfg, ["grpo"], [4], tmp_path / "cmp4", progress=False, log=None)
+
+
+def test_worldsmith_eval_reads_a_vlm_folder(vlm_folder, capsys):
+    from worldsmith.cli import main
+
+    assert main(["eval", "--model", str(vlm_folder), "--env", "vis_relation@0", "--instances", "2", "--samples", "1",
+                 "--max-new-tokens", "4", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["overall"]["problems"] == 2
+
+
+def test_an_unusable_picture_is_counted_and_the_row_asked_without_one(vlm_folder):
+    from dataclasses import replace
+
+    from worldsmith.rl.trainer import Trainer
+
+    model, processor = load_policy(vlm_folder)
+    trainer = Trainer(_vis_config(vlm_folder), model, processor)
+    insts, _ = _scenes(2)
+    broken = replace(insts[1], data={**insts[1].data, "image": {"png_b64": "aGVsbG8="}})  # "hello", not a PNG
+    out = trainer.generate_for([insts[0], broken], SamplingParams(4, seed=0))
+    assert out.vision[0] is not None and out.vision[1] is None
+    assert trainer._pending_metrics["images/unusable"] == 1

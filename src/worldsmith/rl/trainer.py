@@ -40,7 +40,7 @@ from worldsmith.rl.methods import LMHead, Method, StepContext, configured_method
 from worldsmith.rl.pool import EnvPool
 from worldsmith.rl.reward_check import safe_grade_batch, validate_rewards
 from worldsmith.runs import RunDir, atomic_write_bytes
-from worldsmith.vision.images import instance_png
+from worldsmith.vision.images import BadImage, decode, instance_png
 
 PHASES = ("generate", "grade", "old_logprobs", "ref_logprobs", "backward", "optimizer")
 
@@ -363,8 +363,26 @@ class Trainer:
         """The policy's completions of ``instances``' prompts, with their images when the policy takes
         images (``kwargs`` go to the backend, e.g. a ``logits_processor``)."""
         if getattr(self.backend, "takes_images", False):
-            kwargs["images"] = [instance_png(inst.data) for inst in instances]
+            kwargs["images"] = self._pictures(instances)
         return self.backend.generate([inst.prompt for inst in instances], params, **kwargs)
+
+    def _pictures(self, instances: Sequence[Instance]) -> list[bytes | None]:
+        """Each instance's image bytes (None without one). An unusable image (corrupt, oversized, not
+        PNG/JPEG: e.g. from an admitted program) does not stop the run: its row is asked without a
+        picture, and the step logs how many rows that happened to (``images/unusable``)."""
+        out, bad, checked = [], 0, {}
+        for inst in instances:
+            try:
+                png = instance_png(inst.data)
+                if png is not None and png not in checked:
+                    checked[png] = decode(png)
+            except BadImage:
+                png, bad = None, bad + 1
+            out.append(png)
+        if bad:
+            key = "images/unusable"
+            self._pending_metrics[key] = self._pending_metrics.get(key, 0) + bad
+        return out
 
     def _update_pool(self, instances: list[Instance], step: int, passed: list[bool]) -> dict:
         """Steer the pool with every process's outcomes, so all processes keep the same pool."""
