@@ -82,7 +82,7 @@ def test_every_builtin_method_is_a_registered_plugin_in_its_own_file():
     for cls in METHODS.values():
         assert issubclass(cls, Method) and cls.name, cls
         files.setdefault(cls.__module__, []).append(cls.name)
-    assert sorted(METHODS.names()) == ["cuts", "g2rl", "mssr", "prm_mix", "vppo"]
+    assert sorted(METHODS.names()) == ["cuts", "deltarubric_roles", "g2rl", "mssr", "prm_mix", "vppo"]
     assert all(len(names) == 1 for names in files.values()), files
 
 

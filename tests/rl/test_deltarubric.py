@@ -169,3 +169,45 @@ def test_tiny_vlm_as_judge_always_answers():
     res = judge(lambda prompts, images: policy.generate(prompts, images, max_new_tokens=8, temperature=0.0), pair)
     assert res["rejected_checklists"] == 2 and res["p_a"] in (0.0, 0.5, 1.0) and len(res["verdicts"]) == 2
     assert parse_checklist("<checklist>\n1. a\n- b\nnot an item\n</checklist>") == ["a", "b"]
+
+
+def test_role_training_adds_a_planner_and_a_verifier_batch_to_the_update():
+    from worldsmith.policy.model import TinyModelConfig, build_tiny_model
+    from worldsmith.policy.tokenizer import build_char_tokenizer
+    from worldsmith.rl.config import RunConfig
+    from worldsmith.rl.trainer import PhaseTimer, Trainer
+
+    tok = build_char_tokenizer()
+    model = build_tiny_model(tok, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                                  max_position_embeddings=1024), seed=0)
+    cfg = RunConfig.model_validate({
+        "pool": [{"name": "gcd_euclid", "difficulty": 0.0}], "sampling": {"max_new_tokens": 4},
+        "train": {"steps": 1, "prompts_per_step": 2, "group_size": 2, "minibatch_size": 4, "microbatch_size": 4,
+                  "deltarubric": {"enabled": True, "pairs_per_step": 3, "planner_tokens": 6, "verifier_tokens": 5,
+                                  "judge": {"checklists": 2, "verdicts": 2}}}})
+    trainer = Trainer(cfg, model, tok)
+    roles = trainer.method("deltarubric_roles")
+    pairs = [roles.pair(s, i) for s in range(4) for i in range(3)]
+    assert {p.category for p in pairs} == {"general", "hallucination", "reasoning"}
+    assert {p.label for p in pairs} == {"A", "B"} and all(p.image for p in pairs)
+    metrics: dict = {}
+    (name_p, planner, w_p, _), (name_v, verifier, w_v, _) = roles.extra_roles(0, metrics)
+    assert (name_p, name_v, w_p, w_v) == ("planner", "verifier", 1.0, 1.0)
+    assert len(planner.rollouts) == 3 * 2 and len(verifier.rollouts) == 3 * 2 * 2
+    # an untrained policy writes no checklist and no verdict: nothing to reward, nothing to learn
+    assert metrics["deltarubric_roles/checklist_rejected"] == 1.0 and metrics["deltarubric_roles/verdict_missing"] == 1.0
+    assert torch.all(planner.advantages == 0) and torch.all(verifier.advantages == 0)
+    # with advantages, a role batch moves the policy in the same update as the main batch
+    main, _ = trainer.collect(0, PhaseTimer())
+    main.advantages = torch.zeros_like(main.advantages)
+    signs = torch.tensor([1.0, -1.0] * 3)
+    forced = roles._batch(planner.rollouts, signs)
+    assert torch.equal(forced.advantages, signs[:, None] * planner.rollouts.completion_mask)
+    before = [p.detach().clone() for p in model.parameters()]
+    out = trainer.update(main, 0, PhaseTimer(), roles=[("planner", forced, 1.0, 4)])
+    assert out["planner/loss/n_tokens"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    row = trainer.step(1)
+    assert "deltarubric_roles/planner_reward" in row and "verifier/loss/loss" in row
+    with pytest.raises(ValueError, match="unknown 'nope'"):
+        RunConfig.model_validate({"train": {"deltarubric": {"enabled": True, "categories": ["nope"]}}})

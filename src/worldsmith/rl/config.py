@@ -10,6 +10,7 @@ from worldsmith.configuration import Strict
 from worldsmith.policy.model import LoraOptions, TinyModelConfig
 from worldsmith.rl.advantages import AdvantageConfig
 from worldsmith.rl.cuts import CUTSSection, MixedPlan
+from worldsmith.rl.deltarubric import DeltaRubricTrainConfig
 from worldsmith.rl.g2rl import G2RLConfig
 from worldsmith.rl.losses import LossConfig
 from worldsmith.rl.mssr import MSSRConfig
@@ -90,6 +91,8 @@ class TrainSection(Strict):
                              "(its shaping coefficients are in advantage_cfg).")
     vppo: VPPOConfig = Field(default_factory=VPPOConfig, description="Reward prefixes of advantage='vppo' "
                              "(spec §3): the PRM, alpha, the shortening, ReLU.")
+    deltarubric: DeltaRubricTrainConfig = Field(default_factory=DeltaRubricTrainConfig, description="DeltaRubric: "
+                                                "train the policy's planner and verifier roles beside its pool (spec §1).")
     failure_reward: float = Field(0.0, description="Replaces an invalid reward (NaN, None, a raise, out of range).")
     grade_timeout_s: float = Field(10.0, gt=0.0, description="A grader call taking longer counts as invalid.")
     checkpoint_every: int = Field(25, ge=0, description="Steps between checkpoints (0 = only at the end).")

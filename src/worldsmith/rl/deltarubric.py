@@ -25,9 +25,14 @@ pairs whose verdict changes with the order (position bias).
 responses in GRPO: each completion is judged against its instance's reference response, both
 orders, and its reward becomes P(completion preferred). It is handed to the trainer as a factory
 (``Trainer(methods=[lambda t: DeltaRubricReward(t, judge_policy)])``) because the judge is a model
-the run supplies. Training the two roles themselves (rollouts of checklists and verdicts in one
-update) is ``role_batches`` + ``role_advantages``; wiring them into ``Method.extra_roles`` is not
-done yet (docs/vision.md).
+the run supplies.
+
+``DeltaRubricRoles`` (registered, switched on by ``train.deltarubric.enabled``) trains the two
+roles of the run's own policy: each step it draws train-split preference pairs (``vision.preference``,
+positions at random: the A/B augmentation), samples G checklists per pair and K verdicts per
+checklist, scores both roles by the rules above, and adds a planner batch and a verifier batch
+with their role-specific advantages to the step's update (``Method.extra_roles``), each weighted
+by ``weight``. The policy's main batch (its pool) trains in the same update.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from worldsmith.rl.methods import Method, StepContext
+from worldsmith.rl.methods import Method, StepContext, register_method
 
 #: ``generate(prompts, images) -> texts``: the judge policy as this module drives it (a
 #: ``VisionPolicy``-like callable; images are PNG bytes or None per row).
@@ -370,3 +375,125 @@ def _instance_png(inst) -> bytes | None:
     import base64
 
     return base64.b64decode(image["png_b64"])
+
+
+# --- training the two roles ------------------------------------------------------------------------
+
+
+class DeltaRubricTrainConfig(BaseModel):
+    """``train.deltarubric``: train the policy's planner and verifier roles beside its main batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Add the planner and verifier role batches to every update.")
+    pairs_per_step: int = Field(2, ge=1, description="Preference pairs drawn per step (train split).")
+    difficulty: float = Field(0.5, ge=0.0, le=1.0, description="Difficulty of the scenes the pairs come from.")
+    categories: tuple[str, ...] = Field(("general", "hallucination", "reasoning"), min_length=1,
+                                        description="Pair categories, drawn in turn.")
+    weight: float = Field(1.0, gt=0.0, description="Weight of each role's loss in the update. PROPOSED.")
+    planner_tokens: int = Field(256, ge=1, description="Generation budget of a checklist.")
+    verifier_tokens: int = Field(128, ge=1, description="Generation budget of a verification and verdict.")
+    microbatch_size: int = Field(16, ge=1, description="Role rows per forward/backward.")
+    judge: DeltaRubricConfig = Field(default_factory=DeltaRubricConfig, description="G, K and the reward rules.")
+
+
+@register_method
+class DeltaRubricRoles(Method):
+    """The planner and verifier roles of the run's policy, trained with role-specific advantages."""
+
+    name = "deltarubric_roles"
+
+    @classmethod
+    def active(cls, cfg) -> bool:
+        return cfg.train.deltarubric.enabled
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        c = cfg.train.deltarubric
+        if not c.enabled:
+            return
+        from worldsmith.vision.preference import CATEGORIES
+
+        unknown = [x for x in c.categories if x not in CATEGORIES]
+        if unknown:
+            raise ValueError(f"train.deltarubric.categories: unknown {unknown[0]!r}; valid: {', '.join(CATEGORIES)}")
+        if c.judge.shaping != "none":
+            raise ValueError("train.deltarubric.judge.shaping: role training supports 'none' only")
+
+    def __init__(self, trainer) -> None:
+        super().__init__(trainer)
+        self.pairs_seen = 0
+
+    def pair(self, step: int, i: int) -> PreferencePair:
+        """Pair ``i`` of ``step``: its category in turn, a train-split scene, its position at random."""
+        from worldsmith.envs import registry
+        from worldsmith.envs.contract import split_seed, stable_hash
+        from worldsmith.vision.preference import SOURCES, make_pair
+
+        c = self.cfg.train.deltarubric
+        n = step * c.pairs_per_step + i
+        category = c.categories[n % len(c.categories)]
+        draw = stable_hash("deltarubric", self.cfg.train.seed, step, i)
+        env = registry.get(SOURCES[category][draw % len(SOURCES[category])])
+        return make_pair(env, split_seed("train", draw % 10**9), category, draw // 7, c.difficulty)
+
+    def extra_roles(self, step: int, metrics: dict) -> list:
+        from worldsmith.envs.contract import stable_hash
+
+        c, j = self.cfg.train.deltarubric, self.cfg.train.deltarubric.judge
+        g, k = j.checklists, j.verdicts
+        pairs = [self.pair(step, i) for i in range(c.pairs_per_step)]
+        base = replace(self.trainer.sampling_params(step), row_seeds=None)
+        plan_rows = [p for p in pairs for _ in range(g)]
+        plans = self._sample([planner_prompt(p, j.max_items) for p in plan_rows], [p.image for p in plan_rows],
+                             replace(base, max_new_tokens=c.planner_tokens, seed=stable_hash("dr-plan", base.seed) % 2**62))
+        rejected = [checklist_problems(text, j) is not None for text in plans.texts]
+        shown = ["" if bad else "\n".join(f"{n}. {item}" for n, item in enumerate(parse_checklist(text), 1))
+                 for text, bad in zip(plans.texts, rejected)]
+        ver_rows = [(r, p) for r, p in enumerate(plan_rows) for _ in range(k)]
+        verdicts = self._sample([verifier_prompt(p, shown[r]) for r, p in ver_rows], [p.image for _, p in ver_rows],
+                                replace(base, max_new_tokens=c.verifier_tokens,
+                                        seed=stable_hash("dr-verify", base.seed) % 2**62))
+        r_v = torch.tensor([verifier_reward(text, p.label, j) for (_, p), text in zip(ver_rows, verdicts.texts)],
+                           dtype=torch.float32).view(len(pairs), g, k)
+        r_p = torch.tensor([[planner_reward(plans.texts[a * g + b], r_v[a, b].tolist(), j) for b in range(g)]
+                            for a in range(len(pairs))], dtype=torch.float32)
+        adv = [role_advantages(r_p[a], r_v[a], j) for a in range(len(pairs))]
+        self.pairs_seen += len(pairs)
+        metrics.update({
+            f"{self.name}/planner_reward": float(r_p.mean()),
+            f"{self.name}/verifier_accuracy": float((r_v == 1.0).float().mean()),
+            f"{self.name}/checklist_rejected": sum(rejected) / len(rejected),
+            f"{self.name}/verdict_missing": sum(parse_verdict(t) is None for t in verdicts.texts) / len(verdicts.texts),
+        })
+        return [("planner", self._batch(plans, torch.cat([a for a, _ in adv])), c.weight, c.microbatch_size),
+                ("verifier", self._batch(verdicts, torch.cat([v.flatten() for _, v in adv])), c.weight,
+                 c.microbatch_size)]
+
+    def _sample(self, prompts: list[str], images: list, params):
+        backend = self.trainer.backend
+        extra = {"images": images} if getattr(backend, "takes_images", False) else {}
+        return backend.generate(prompts, params, **extra)
+
+    def _batch(self, rollouts, advantages: torch.Tensor):
+        """A role's rows as a trainer ``Batch``: per-row advantages over its completion tokens, the
+        old (and reference) log-probs of the current policy."""
+        from worldsmith.rl.trainer import Batch
+
+        t = self.trainer
+        device = rollouts.completion_mask.device
+        old = t.logprobs(t.acc.unwrap_model(t.model), rollouts)
+        ref = t.logprobs(t.ref_model, rollouts) if t.ref_model is not None else None
+        adv = advantages.to(device)
+        return Batch(instances=[], rollouts=rollouts, rewards=adv, passed=[], group_ids=torch.arange(len(adv), device=device),
+                     advantages=adv[:, None] * rollouts.completion_mask, old_logp=old, ref_logp=ref)
+
+    def postfix(self, row: dict) -> dict:
+        value = row.get(f"{self.name}/verifier_accuracy")
+        return {"judge": f"{value:.2f}"} if value is not None else {}
+
+    def state_dict(self) -> dict:
+        return {"pairs_seen": self.pairs_seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pairs_seen = int(state.get("pairs_seen", 0))
