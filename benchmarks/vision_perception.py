@@ -4,6 +4,8 @@ Each picture is a white 128x128 canvas with one coloured square (six colours) an
 always "What colour is the shape?", so the picture is the only source of the answer and chance is
 1/6. Two layouts: ``fill`` (the whole canvas is the colour) and ``object`` (a 16-pixel square in
 one of the 16 cells of a 4x4 grid, the size and placement of the image environments' objects).
+A third layout, ``curriculum``, trains on squares that shrink from the whole canvas to 16 pixels
+over the first three quarters of the steps (placed at random), and is evaluated like ``object``.
 For each seed the tiny VLM (``--image-size``, ``--vision-layers``, ``--vision-hidden``,
 ``--text-hidden``) is trained with the supervised loss for ``--steps`` steps of ``--batch``
 pictures, then answers ``--eval`` fresh pictures greedily. Prints one JSON line: per layout, the
@@ -31,17 +33,28 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 60, 220), 
 QUESTION = "What colour is the shape?"
 
 
-def picture(colour: str, layout: str, rng: random.Random) -> bytes:
+def picture(colour: str, layout: str, rng: random.Random, side: int = 16) -> bytes:
+    """A white canvas with the whole of it (``fill``) or one ``side``-pixel square coloured: in a
+    grid cell for ``object``, anywhere for ``curriculum``."""
     from PIL import Image, ImageDraw
 
     canvas = Image.new("RGB", (128, 128), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     if layout == "fill":
         draw.rectangle([0, 0, 127, 127], fill=COLOURS[colour])
+    elif layout == "curriculum":
+        x, y = rng.randrange(129 - side), rng.randrange(129 - side)
+        draw.rectangle([x, y, x + side - 1, y + side - 1], fill=COLOURS[colour])
     else:
         x, y = rng.randrange(4) * 32 + 8, rng.randrange(4) * 32 + 8
         draw.rectangle([x, y, x + 15, y + 15], fill=COLOURS[colour])
     return png_bytes(canvas)
+
+
+def side_at(step: int, steps: int) -> int:
+    """The curriculum's square side at ``step``: 128 pixels down to 16 over 3/4 of the steps."""
+    shrink = max(1, int(0.75 * steps))
+    return max(16, round(128 - (128 - 16) * step / shrink))
 
 
 def run(args: argparse.Namespace, layout: str, seed: int) -> float:
@@ -55,7 +68,8 @@ def run(args: argparse.Namespace, layout: str, seed: int) -> float:
     model.train()
     for step in range(args.steps):
         colours = [rng.choice(names) for _ in range(args.batch)]
-        logp, mask = policy.sequence_logprobs([QUESTION] * args.batch, [picture(c, layout, rng) for c in colours],
+        side = side_at(step, args.steps)
+        logp, mask = policy.sequence_logprobs([QUESTION] * args.batch, [picture(c, layout, rng, side) for c in colours],
                                               [f"<answer>{c}</answer>" for c in colours])
         loss = -logp.sum() / mask.sum()
         opt.zero_grad()
@@ -65,7 +79,8 @@ def run(args: argparse.Namespace, layout: str, seed: int) -> float:
             print(f"{layout} seed {seed} step {step + 1}/{args.steps} loss {loss.item():.3f}", file=sys.stderr)
     model.eval()
     colours = [rng.choice(names) for _ in range(args.eval)]
-    answers = policy.generate([QUESTION] * args.eval, [picture(c, layout, rng) for c in colours],
+    shown = "fill" if layout == "fill" else "object"  # the curriculum is evaluated on the small squares
+    answers = policy.generate([QUESTION] * args.eval, [picture(c, shown, rng) for c in colours],
                               max_new_tokens=16, temperature=0.0)
     return sum(a == f"<answer>{c}</answer>" for a, c in zip(answers, colours)) / args.eval
 

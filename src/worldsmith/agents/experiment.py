@@ -5,9 +5,9 @@ each evaluated greedily on the same held-out problems (eval split).
 - ``rft``: the policy plays ``grpo_steps * grpo_prompts`` training problems 4 times each (GRPO's
   episode budget), and is fine-tuned on its own successful episodes (``RFT_STEPS`` steps at
   ``RFT_LR``, the SFT loss; observations masked).
-- ``step_dpo``: CSO's round without the PRM filter and without verification: every step of a
-  failed episode where the expert would act otherwise becomes a pair (expert's action over the
-  policy's), the unverified step-level DPO baseline.
+- ``step_dpo``: CSO's round without the PRM filter and without verification: at every step of a
+  failed episode the best-scored alternative that differs from the policy's action is chosen over
+  it, the unverified step-level DPO baseline.
 - ``cso_noprm``: CSO without the PRM filter (every differing step is verified by a branch).
 
 ``compare(...)`` writes ``start.pt`` (the common start, built once), ``<method>/seed_<s>.json``
