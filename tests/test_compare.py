@@ -182,6 +182,23 @@ def test_a_folder_of_another_comparison_is_refused(compared, config_path, args, 
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
+def test_a_folder_made_before_a_setting_existed_is_the_same_comparison(compared, config_path):
+    out = compared[0]
+    spec_path = out / "spec.json"
+    original = spec_path.read_text()
+    spec = json.loads(original)
+    del spec["config"]["train"]["deltarubric"]  # as written before train.deltarubric existed
+    spec_path.write_text(json.dumps(spec))
+    try:
+        code, stdout, stderr = run_cli("compare", config_path, *METHOD_ARGS, "--out", out)
+        assert code == 0 and json.loads(stdout)["done"] == 0, stderr  # its default: the runs stand
+        code, _, stderr = run_cli("compare", config_path, "train.deltarubric.pairs_per_step=3", *METHOD_ARGS,
+                                  "--out", out)
+        assert code == 2 and "train.deltarubric.pairs_per_step = None, not 3" in stderr
+    finally:
+        spec_path.write_text(original)
+
+
 def test_equal_time_gives_later_methods_the_first_methods_seconds(config_path, tmp_path):
     out = tmp_path / "cmp"
     args = ["--methods", "grpo,mssr_single", "--seeds", "0", "--out", out]

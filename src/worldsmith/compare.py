@@ -245,8 +245,13 @@ def _open_folder(out: pathlib.Path, cfg, methods: list[str], start_name: str, eq
                            "choose another --out")
     from worldsmith.configuration import flatten
 
+    from worldsmith.rl.config import RunConfig
+
     old, new = flatten(held_config), flatten(spec["config"])
+    defaults = flatten(RunConfig().model_dump(mode="json"))
     for key in sorted(set(old) | set(new)):
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
+            continue  # a setting added since the folder was made, left at its default: the same run
         if old.get(key) != new.get(key):
             raise CompareError(f"{out} holds a comparison of another config ({key} = {old.get(key)!r}, not "
                                f"{new.get(key)!r}); choose another --out")
