@@ -324,10 +324,10 @@ class HFBackend:
         try:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
+                pictures = {} if vision is None else {"vision": [vision[i] for i in chunk],
+                                                      "tags": [tags[i] for i in chunk]}
                 out = self._generate_batch([encoded[i] for i in chunk], params, generator, processor,
-                                           None if uniforms is None else uniforms[chunk],
-                                           None if vision is None else [vision[i] for i in chunk],
-                                           None if tags is None else [tags[i] for i in chunk])
+                                           None if uniforms is None else uniforms[chunk], **pictures)
                 for i, row in zip(chunk, out):
                     results[i] = row
         finally:
