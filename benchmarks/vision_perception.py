@@ -26,6 +26,7 @@ import torch
 
 from worldsmith.eval.stats import mean_interval
 from worldsmith.vision.images import png_bytes
+from worldsmith.vision.perception import side_at
 from worldsmith.vision.vlm import TinyVLMConfig, VisionPolicy, build_tiny_vlm
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 60, 220), "yellow": (230, 200, 30),
@@ -49,12 +50,6 @@ def picture(colour: str, layout: str, rng: random.Random, side: int = 16) -> byt
         x, y = rng.randrange(4) * 32 + 8, rng.randrange(4) * 32 + 8
         draw.rectangle([x, y, x + 15, y + 15], fill=COLOURS[colour])
     return png_bytes(canvas)
-
-
-def side_at(step: int, steps: int) -> int:
-    """The curriculum's square side at ``step``: 128 pixels down to 16 over 3/4 of the steps."""
-    shrink = max(1, int(0.75 * steps))
-    return max(16, round(128 - (128 - 16) * step / shrink))
 
 
 def run(args: argparse.Namespace, layout: str, seed: int) -> float:

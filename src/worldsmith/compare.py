@@ -244,7 +244,6 @@ def _open_folder(out: pathlib.Path, cfg, methods: list[str], start_name: str, eq
         raise CompareError(f"{out} holds a comparison from the start policy {held_start!r}, not {start_name!r}; "
                            "choose another --out")
     from worldsmith.configuration import flatten
-
     from worldsmith.rl.config import RunConfig
 
     old, new = flatten(held_config), flatten(spec["config"])

@@ -112,9 +112,10 @@ def test_vision_warmstart_writes_a_policy_folder_train_can_start_from(tmp_path, 
 
     out = tmp_path / "warm"
     assert main(["vision", "warmstart", "--out", str(out), "--steps", "4", "--examples", "8", "--eval", "2",
-                 "--quiet", "--env", "vis_count@0.2"]) == 0
+                 "--quiet", "--env", "vis_count@0.2", "--perception-steps", "3"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 4 and summary["final_loss"] < summary["first_loss"]
+    assert summary["perception"]["steps"] == 3 and summary["perception"]["final_loss"] > 0
     assert summary["held_out"]["vis_count@0.2"]["instances"] == 2
     assert is_vision_folder(out) and json.loads((out / "warmstart.json").read_text())["examples"] == 8
     for argv, message in ((["--out", str(out)], "already holds a policy"),
@@ -162,3 +163,23 @@ def test_an_unusable_picture_is_counted_and_the_row_asked_without_one(vlm_folder
     out = trainer.generate_for([insts[0], broken], SamplingParams(4, seed=0))
     assert out.vision[0] is not None and out.vision[1] is None
     assert trainer._pending_metrics["images/unusable"] == 1
+
+
+def test_perception_pictures_hold_one_object_of_the_asked_colour():
+    import io
+    import random
+
+    from PIL import Image
+
+    from worldsmith.vision.envs import COLOURS
+    from worldsmith.vision.perception import picture, side_at
+
+    rng = random.Random(0)
+    for layout, side in (("fill", 16), ("object", 16), ("curriculum", 40), ("curriculum", 12)):
+        pixels = Image.open(io.BytesIO(picture("blue", layout, rng, side))).convert("RGB").get_flattened_data()
+        coloured = [p for p in pixels if p != (255, 255, 255)]
+        assert set(coloured) == {COLOURS["blue"]}
+        assert len(coloured) == 128 * 128 if layout == "fill" else 0 < len(coloured) <= side * side
+    assert [side_at(s, 100, 12) for s in (0, 75, 99)] == [128, 12, 12]
+    with pytest.raises(ValueError, match="unknown layout"):
+        picture("blue", "nope", rng)

@@ -144,6 +144,12 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
                   for i in range(per_task)]
         held.append((env, [env.sample(split_seed("eval", i), diff) for i in range(args.eval)]))
     targets = [warmstart_target(env, inst, args.target) for env, inst in train]
+    perception = None
+    if args.perception_steps:
+        from worldsmith.vision.perception import perception_pretrain
+
+        perception = perception_pretrain(policy, args.perception_steps, batch_size=args.batch, lr=args.lr,
+                                         seed=args.seed, progress=not args.quiet)
     metrics = warm_start(policy, [inst for _, inst in train], targets, steps=args.steps, batch_size=args.batch,
                          lr=args.lr, seed=args.seed, progress=not args.quiet)
     evaluation = {}
@@ -153,7 +159,8 @@ def cmd_warmstart(args: argparse.Namespace) -> int:
             evaluation[f"{name}@{diff:g}"] = result
     save_policy(model, processor, out)
     summary = {"out": str(out), "tasks": [{"env": n, "difficulty": d} for n, d in tasks], "seed": args.seed,
-               "examples": len(train), "target": args.target, **metrics, "held_out": evaluation}
+               "examples": len(train), "target": args.target, "perception": perception, **metrics,
+               "held_out": evaluation}
     (out / "warmstart.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     return 0
@@ -200,6 +207,8 @@ def register(sub) -> None:
     p.add_argument("--target", choices=("answer", "steps", "reference"), default="answer",
                    help="what to imitate: the tagged answer; the step lines (name = value) then the answer; or "
                    "the whole reference response with its program (default answer)")
+    p.add_argument("--perception-steps", type=int, default=0,
+                   help="first teach the colour of one object shrinking to 12 px for this many steps (default 0)")
     p.add_argument("--image-size", type=commands.positive_int, default=32, help="tiny VLM: input side (default 32)")
     p.add_argument("--vision-layers", type=commands.positive_int, default=1, help="tiny VLM: vision layers (default 1)")
     p.add_argument("--vision-hidden", type=commands.positive_int, default=32, help="tiny VLM: vision width (default 32)")
