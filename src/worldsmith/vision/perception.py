@@ -17,9 +17,6 @@ while the object shrinks (docs/vision.md, the perception test).
 from __future__ import annotations
 
 import random
-import time
-
-import torch
 
 from worldsmith.vision.envs import COLOURS
 from worldsmith.vision.images import png_bytes
@@ -67,31 +64,19 @@ def perception_pretrain(policy, steps: int, batch_size: int = 16, lr: float = 2e
     """Teach ``policy`` (a ``VisionPolicy``) to answer ``QUESTION`` about one object whose side shrinks
     from 128 to ``end_side`` pixels; the supervised loss on ``<answer>colour</answer>``. Returns
     ``{"steps", "final_loss", "seconds"}`` (final: the mean over the last tenth of the steps)."""
-    from worldsmith.progress import progress_bar
+    from worldsmith.vision.vlm import supervise, tenth_means
 
-    if steps < 1 or batch_size < 1:
-        raise ValueError("steps and batch_size must be >= 1")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
     rng = random.Random(seed)
     names = sorted(COLOURS)
-    opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    started = time.perf_counter()
-    policy.model.train()
-    bar = progress_bar(range(steps), desc="perception", disable=not progress, dynamic_ncols=True)
-    try:
-        for step in bar:
-            colours = [rng.choice(names) for _ in range(batch_size)]
-            side = side_at(step, steps, end_side)
-            logp, mask = policy.sequence_logprobs([QUESTION] * batch_size,
-                                                  [picture(c, "curriculum", rng, side) for c in colours],
-                                                  [f"<answer>{c}</answer>" for c in colours])
-            loss = -logp.sum() / mask.sum().clamp_min(1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.set_postfix({"loss": f"{losses[-1]:.3f}", "side": side})
-    finally:
-        policy.model.eval()
-    tenth = max(1, steps // 10)
-    return {"steps": steps, "final_loss": sum(losses[-tenth:]) / tenth, "seconds": time.perf_counter() - started}
+
+    def batch(step: int):
+        colours = [rng.choice(names) for _ in range(batch_size)]
+        side = side_at(step, steps, end_side)
+        return ([QUESTION] * batch_size, [picture(c, "curriculum", rng, side) for c in colours],
+                [f"<answer>{c}</answer>" for c in colours])
+
+    losses, seconds = supervise(policy, batch, steps, lr, desc="perception", progress=progress,
+                                postfix=lambda step: {"side": side_at(step, steps, end_side)})
+    return {"steps": steps, "final_loss": tenth_means(losses)[1], "seconds": seconds}

@@ -189,6 +189,42 @@ class VisionPolicy:
         return logp * mask, mask
 
 
+def supervise(policy: VisionPolicy, batch, steps: int, lr: float, desc: str = "train", progress: bool = True,
+              postfix=None) -> tuple[list[float], float]:
+    """``steps`` AdamW steps of the supervised loss: ``batch(step) -> (prompts, images, targets)``,
+    the mean NLL of each target's tokens given its prompt and picture. Returns the per-step losses
+    and the seconds taken; ``postfix(step)`` adds fields to the progress bar."""
+    import time
+
+    from worldsmith.progress import progress_bar
+
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=lr)
+    losses: list[float] = []
+    started = time.perf_counter()
+    policy.model.train()
+    bar = progress_bar(range(steps), desc=desc, disable=not progress, dynamic_ncols=True)
+    try:
+        for step in bar:
+            logp, mask = policy.sequence_logprobs(*batch(step))
+            loss = -logp.sum() / mask.sum().clamp_min(1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.set_postfix({"loss": f"{losses[-1]:.3f}", **(postfix(step) if postfix else {})})
+    finally:
+        policy.model.eval()
+    return losses, time.perf_counter() - started
+
+
+def tenth_means(losses: list[float]) -> tuple[float, float]:
+    """The mean loss over the first and over the last tenth of the steps."""
+    tenth = max(1, len(losses) // 10)
+    return sum(losses[:tenth]) / tenth, sum(losses[-tenth:]) / tenth
+
+
 def warm_start(policy: VisionPolicy, instances: Sequence, targets: Sequence[str], steps: int = 300,
                batch_size: int = 16, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> dict:
     """Supervised warm start of ``policy`` in place: ``steps`` AdamW steps, each on ``batch_size``
@@ -196,34 +232,18 @@ def warm_start(policy: VisionPolicy, instances: Sequence, targets: Sequence[str]
     the instance's prompt and picture. Returns ``{"first_loss", "final_loss", "steps", "seconds"}``
     (first / final: the mean over the first / last tenth of the steps)."""
     import random
-    import time
-
-    from worldsmith.progress import progress_bar
 
     if not instances or len(instances) != len(targets):
         raise ValueError(f"need one target per instance, got {len(instances)} instances, {len(targets)} targets")
-    if steps < 1 or batch_size < 1:
-        raise ValueError("steps and batch_size must be >= 1")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
     pngs = [instance_png(inst.data) for inst in instances]
-    opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=lr)
     rng = random.Random(seed)
-    losses = []
-    started = time.perf_counter()
-    policy.model.train()
-    bar = progress_bar(range(steps), desc="warm start", disable=not progress, dynamic_ncols=True)
-    try:
-        for _ in bar:
-            rows = [rng.randrange(len(instances)) for _ in range(batch_size)]
-            logp, mask = policy.sequence_logprobs([instances[i].prompt for i in rows], [pngs[i] for i in rows],
-                                                  [targets[i] for i in rows])
-            loss = -logp.sum() / mask.sum().clamp_min(1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            bar.set_postfix({"loss": f"{losses[-1]:.3f}"})
-    finally:
-        policy.model.eval()
-    tenth = max(1, steps // 10)
-    return {"first_loss": sum(losses[:tenth]) / tenth, "final_loss": sum(losses[-tenth:]) / tenth,
-            "steps": steps, "seconds": time.perf_counter() - started}
+
+    def batch(_step: int):
+        rows = [rng.randrange(len(instances)) for _ in range(batch_size)]
+        return [instances[i].prompt for i in rows], [pngs[i] for i in rows], [targets[i] for i in rows]
+
+    losses, seconds = supervise(policy, batch, steps, lr, desc="warm start", progress=progress)
+    first, final = tenth_means(losses)
+    return {"first_loss": first, "final_loss": final, "steps": steps, "seconds": seconds}
