@@ -29,6 +29,7 @@ import platform
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -127,17 +128,34 @@ def main() -> None:
                    "'{seed}' in it is replaced by the seed (one base per seed)")
     p.add_argument("--lr", type=float, default=3e-4, help="RL learning rate")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--runs", default=None, help="a JSON-lines file: each finished run is appended to it, and runs "
+                   "already in it are not repeated (an interrupted benchmark resumes where it stopped)")
     args = p.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     torch.set_num_threads(args.threads)
+    settings = {k: getattr(args, k) for k in ("target", "max_steps", "eval_every", "prompts", "sft_examples",
+                                              "eval_instances", "noise", "base", "lr")}
+    done = {}
+    if args.runs and Path(args.runs).exists():
+        for line in Path(args.runs).read_text().splitlines():
+            run = json.loads(line) if line.strip() else {}
+            if run.get("settings") == settings:  # a run made with other settings is not this one
+                done[(run["seed"], run["depth"], run["method"])] = run
     runs = []
     for seed in seeds:
-        start = build_start(depths, seed, args)
+        start = None
         for depth in depths:
             for method in methods:
-                runs.append(steps_to_target(start, depth, method, seed, args))
+                run = done.get((seed, depth, method))
+                if run is None:
+                    start = start or build_start(depths, seed, args)
+                    run = steps_to_target(start, depth, method, seed, args) | {"settings": settings}
+                    if args.runs:
+                        with open(args.runs, "a") as f:
+                            f.write(json.dumps(run) + "\n")
+                runs.append(run)
     print(json.dumps({"benchmark": "theorem1_depth", "target": args.target, "max_steps": args.max_steps,
                       "depths": depths, "seeds": seeds, "noise": args.noise, "base": args.base, "lr": args.lr,
                       "runs": runs,

@@ -232,3 +232,53 @@ def test_a_likelihood_prm_scores_each_step_by_its_least_likely_token(tmp_path):
     assert build_prm(PRMConfig(kind="likelihood"), ENV_OF, policy_backend=HFBackend(model, tok)).model is model
     with pytest.raises(ValueError, match="needs prm.path"):
         build_prm(PRMConfig(kind="likelihood"), ENV_OF)
+
+
+def test_a_likelihood_pooled_prm_adds_the_frozen_backbones_step_logprobs_and_reloads(tmp_path):
+    from worldsmith.policy.model import save_policy
+    from worldsmith.prm.trained import encode_trace, step_logits, token_logprobs
+
+    # the pooled logit by hand: last token's logit + w . (least, mean log-prob over the step) + b
+    head = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[2.0, -1.0]]))
+        head.bias.fill_(0.5)
+    logits = torch.tensor([0.0, 3.0, -1.0, 2.0, 5.0])
+    logp = torch.tensor([0.0, -0.5, -2.0, -0.1, -3.0])
+    got = step_logits(logits, [(1, 3), (4, 4)], "likelihood", logp, head)
+    assert got[0].item() == pytest.approx(2.0 + 2 * -2.0 - (-2.6 / 3) + 0.5)
+    assert got[1].item() == pytest.approx(5.0 + 2 * -3.0 + 3.0 + 0.5)
+    lm = torch.log_softmax(torch.randn(1, 4, 7), -1)
+    ids = torch.tensor([[1, 4, 2, 6]])
+    assert token_logprobs(lm, ids)[0].tolist() == pytest.approx([0.0, float(lm[0, 0, 4]), float(lm[0, 1, 2]),
+                                                                 float(lm[0, 2, 6])])
+
+    tok = build_char_tokenizer()
+    policy = build_tiny_model(tok, TINY, seed=4)
+    save_policy(policy, tok, tmp_path / "policy")
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    traces = make_traces(envs.get("decision_chain"), 32, "train", 0.2, seed=0)
+    prm, stats = train_prm(traces, init=str(tmp_path / "policy"), epochs=2, lr=1e-2, batch_size=16,
+                           pool="likelihood")
+    assert stats["loss_final"] != stats["loss_first"]
+    backbone = prm.scorer.backbone.state_dict()
+    assert all(torch.equal(backbone[k], before[k]) for k in before)  # the backbone stays the policy
+    assert prm.scorer.likelihood.weight.tolist() != [[1.0, 0.0]]  # its weighting was trained
+    # the step scores are sigmoid(head logit at the closing newline + the weighted log-probabilities)
+    t = traces[0]
+    ids, spans = encode_trace(tok, t.instance.prompt, t.steps, 10_000)
+    with torch.no_grad():
+        out = policy(input_ids=torch.tensor([ids]), output_hidden_states=True)
+        lp = token_logprobs(out.logits, torch.tensor([ids]))[0]
+        token_logits = prm.scorer.head(out.hidden_states[-1][0]).squeeze(-1)
+        expected = [float(torch.sigmoid(x)) for x in step_logits(token_logits, spans, "likelihood", lp,
+                                                                   prm.scorer.likelihood)]
+    assert prm.score_steps(t.instance, t.steps) == pytest.approx(expected, abs=1e-5)
+    prm.save(tmp_path / "prm")
+    again = TrainedPRM.load(tmp_path / "prm")
+    assert again.score_steps(t.instance, t.steps) == pytest.approx(expected, abs=1e-5)
+    (tmp_path / "prm" / "likelihood_head.pt").unlink()
+    with pytest.raises(ValueError, match="without its likelihood_head.pt"):
+        TrainedPRM.load(tmp_path / "prm")
+    with pytest.raises(ValueError, match="unknown pool"):
+        train_prm(traces, tiny=TINY, pool="mean")

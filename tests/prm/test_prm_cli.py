@@ -22,6 +22,7 @@ def run(*args):
     (("eval", "/nonexistent", "--env", "arithmetic_chain"), "holds no trained PRM"),
     (("train", "--env", "arithmetic_chain"), "--out"),
     (("eval", "likelihood:/nonexistent", "--env", "arithmetic_chain"), "/nonexistent"),
+    (("train", "--env", "decision_chain", "--out", "/tmp/never", "--pool", "likelihood"), "give --init"),
 ])
 def test_bad_input_is_a_one_line_error(args, fragment):
     out = run(*args)

@@ -71,6 +71,9 @@ def cmd_prm_train(args: argparse.Namespace) -> int:
     from worldsmith.prm.trained import train_prm
 
     specs = _env_specs(args.env)
+    if args.pool == "likelihood" and not args.init:
+        raise UsageError("prm train --pool likelihood: give --init, a policy folder whose token probabilities "
+                         "the PRM reads (an untrained backbone's are noise)")
     out = pathlib.Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: the folder is not empty; choose another")
@@ -139,8 +142,10 @@ def add_prm(sub) -> None:
     t.add_argument("--epochs", type=positive_int, default=3)
     t.add_argument("--lr", type=commands.temperature, default=2e-3, help="AdamW learning rate")
     t.add_argument("--init", help="a local policy folder (e.g. a `worldsmith base` policy) as the backbone")
-    t.add_argument("--pool", choices=("last", "min"), default="last",
-                   help="a step's score: at its closing newline (last) or its least confident token (min)")
+    t.add_argument("--pool", choices=("last", "min", "likelihood"), default="last",
+                   help="a step's score: at its closing newline (last), its least confident token (min), or "
+                   "the closing newline plus the step's token log-probabilities under the frozen backbone "
+                   "(likelihood; needs --init, a policy that writes such steps)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=positive_int, help="torch CPU threads")
     t.add_argument("--eval-traces", type=positive_int, default=200, help="held-out traces per environment")
