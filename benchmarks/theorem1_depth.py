@@ -119,6 +119,9 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=40)
     p.add_argument("--eval-every", type=int, default=5)
     p.add_argument("--target", type=float, default=0.5)
+    p.add_argument("--thresholds", default="",
+                   help="lower held-out pass@1 levels, comma-separated, whose steps are read from the same curves "
+                        "(a run goes on until it reaches --target, so each curve passes every lower level first)")
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--sft-examples", type=int, default=2000)
     p.add_argument("--eval-instances", type=int, default=64)
@@ -131,6 +134,9 @@ def main() -> None:
     p.add_argument("--runs", default=None, help="a JSON-lines file: each finished run is appended to it, and runs "
                    "already in it are not repeated (an interrupted benchmark resumes where it stopped)")
     args = p.parse_args()
+    levels = sorted({float(x) for x in args.thresholds.split(",") if x.strip()} | {args.target})
+    if levels[-1] != args.target:
+        p.error(f"--thresholds must be at most --target ({args.target})")
     depths = [int(d) for d in args.depths.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
@@ -156,20 +162,32 @@ def main() -> None:
                         with open(args.runs, "a") as f:
                             f.write(json.dumps(run) + "\n")
                 runs.append(run)
-    summary = summarize(runs, depths, methods, args.max_steps)
+    summary = summarize(runs, depths, methods, args.max_steps, levels)
     print(json.dumps({"benchmark": "theorem1_depth", "target": args.target, "max_steps": args.max_steps,
                       "depths": depths, "seeds": seeds, "noise": args.noise, "base": args.base, "lr": args.lr,
-                      "summary": summary, "runs": runs, "machine": platform.machine()}))
+                      "levels": levels, "summary": summary, "runs": runs, "machine": platform.machine()}))
     if args.plot:
         plot(summary, depths, methods, args)
 
 
-def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps: int) -> dict:
+def first_at(curve: list, level: float) -> int | None:
+    """The step of the first evaluation at or above ``level``; None if none is."""
+    return next((step for step, acc in curve if acc >= level), None)
+
+
+def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps: int,
+              levels: list[float] | None = None) -> dict:
     """Per depth and method, over seeds: how many reached the target, the steps to it with a run that
     never did counted at ``max_steps`` (so a mean with censored runs is a lower bound), the start's
-    and the best held-out pass@1 within the budget; and the paired difference of each later method
-    to the first (steps, censored at the cap; best pass@1)."""
+    and the best held-out pass@1 within the budget; the same steps for every level in ``levels``
+    (``steps_to``); and the paired difference of each later method to the first (steps, censored
+    at the cap; best pass@1)."""
     from worldsmith.eval.stats import mean_interval, paired_difference
+
+    def steps_to(rs: list[dict], level: float) -> dict:
+        got = [first_at(r["curve"], level) for r in rs]
+        return {"steps": got, "reached": sum(g is not None for g in got),
+                "capped": mean_interval([max_steps if g is None else g for g in got]).to_json()}
 
     out: dict = {}
     for d in depths:
@@ -184,7 +202,8 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
                         "steps": [r["steps_to_target"] for r in rs],
                         "steps_capped": mean_interval(capped).to_json(),
                         "start": mean_interval([r["curve"][0][1] for r in rs]).to_json(),
-                        "best": mean_interval([max(a for _, a in r["curve"]) for r in rs]).to_json()}
+                        "best": mean_interval([max(a for _, a in r["curve"]) for r in rs]).to_json(),
+                        "steps_to": {str(level): steps_to(rs, level) for level in levels or []}}
         first = methods[0]
         for m in methods[1:]:
             a, b = rows.get(m, []), rows.get(first, [])
@@ -201,7 +220,7 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
 
 
 def plot(summary: dict, depths: list[int], methods: list[str], args) -> None:
-    """Left: steps to the target against H (mean and 95% interval over seeds; a hollow marker when a
+    """Left: steps to each pass@1 level against H (mean and 95% interval over seeds; ringed where some
     run never reached it, counted at the cap). Right: the start's held-out pass@1 and the best one a
     run measured (at most its last evaluation: a run stops at the target)."""
     import matplotlib
@@ -209,31 +228,41 @@ def plot(summary: dict, depths: list[int], methods: list[str], args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    levels = sorted({float(x) for x in args.thresholds.split(",") if x.strip()} | {args.target})
+    styles = ["-", "--", ":", "-."]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for k, method in enumerate(methods):
+        colour = colours[k % len(colours)]
         rows = [(d, summary[str(d)][method]) for d in depths if method in summary[str(d)]]
-        xs = [d + (k - (len(methods) - 1) / 2) * 0.08 for d, _ in rows]
-        for ax, key in ((left, "steps_capped"), (right, "best")):
-            ys = [r[key]["mean"] for _, r in rows]
-            err = [[r[key]["mean"] - r[key]["low"] for _, r in rows], [r[key]["high"] - r[key]["mean"] for _, r in rows]]
-            line = ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)[0]
-            if key == "steps_capped":
-                short = [(x, y) for x, y, (_, r) in zip(xs, ys, rows) if r["reached"] < r["runs"]]
-                if short:
-                    ax.plot([x for x, _ in short], [y for _, y in short], marker="o", markersize=11, linestyle="none",
-                            markerfacecolor="none", color=line.get_color())
+        shift = (k - (len(methods) - 1) / 2) * 0.08
+        for n, level in enumerate(reversed(levels)):
+            cells = [r["steps_to"][str(level)] for _, r in rows]
+            xs = [d + shift + (n - (len(levels) - 1) / 2) * 0.03 for d, _ in rows]
+            ys = [c["capped"]["mean"] for c in cells]
+            err = [[c["capped"]["mean"] - c["capped"]["low"] for c in cells],
+                   [c["capped"]["high"] - c["capped"]["mean"] for c in cells]]
+            left.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=colour, linestyle=styles[n % len(styles)],
+                          label=f"{method}, pass@1 >= {level:g}")
+            short = [(x, y) for x, y, c in zip(xs, ys, cells) if c["reached"] < len(c["steps"])]
+            if short:
+                left.plot([x for x, _ in short], [y for _, y in short], marker="o", markersize=11, linestyle="none",
+                          markerfacecolor="none", color=colour)
+        ys = [r["best"]["mean"] for _, r in rows]
+        err = [[r["best"]["mean"] - r["best"]["low"] for _, r in rows], [r["best"]["high"] - r["best"]["mean"] for _, r in rows]]
+        right.errorbar([d + shift for d, _ in rows], ys, yerr=err, marker="o", capsize=3, color=colour, label=method)
     start = [(d, summary[str(d)][methods[0]]["start"]["mean"]) for d in depths if methods[0] in summary[str(d)]]
     right.plot([d for d, _ in start], [v for _, v in start], linestyle=":", color="grey", marker="x", label="start")
     left.axhline(args.max_steps, color="grey", linewidth=0.8, linestyle="--")
     left.set_xlabel("depth H")
-    left.set_ylabel(f"RL steps to held-out pass@1 >= {args.target}")
+    left.set_ylabel("RL steps to held-out pass@1 level")
     left.set_title(f"ringed: some seeds never reached it (counted at {args.max_steps})", fontsize=8)
     right.axhline(args.target, color="grey", linewidth=0.8, linestyle="--")
     right.set_xlabel("depth H")
     right.set_ylabel("best held-out pass@1 (a run stops at the target)", fontsize=8)
     for ax in (left, right):
         ax.set_xticks(depths)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
 
