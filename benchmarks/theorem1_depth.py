@@ -180,8 +180,9 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
     """Per depth and method, over seeds: how many reached the target, the steps to it with a run that
     never did counted at ``max_steps`` (so a mean with censored runs is a lower bound), the start's
     and the best held-out pass@1 within the budget; the same steps for every level in ``levels``
-    (``steps_to``); and the paired difference of each later method to the first (steps, censored
-    at the cap; best pass@1)."""
+    (``steps_to``); the last evaluation's pass@1; and the paired difference of each later method to
+    the first (steps, censored at the cap; best pass@1; the last pass@1 where no run of the pair
+    stopped early)."""
     from worldsmith.eval.stats import mean_interval, paired_difference
 
     def steps_to(rs: list[dict], level: float) -> dict:
@@ -203,6 +204,7 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
                         "steps_capped": mean_interval(capped).to_json(),
                         "start": mean_interval([r["curve"][0][1] for r in rs]).to_json(),
                         "best": mean_interval([max(a for _, a in r["curve"]) for r in rs]).to_json(),
+                        "last": mean_interval([r["curve"][-1][1] for r in rs]).to_json(),
                         "steps_to": {str(level): steps_to(rs, level) for level in levels or []}}
         first = methods[0]
         for m in methods[1:]:
@@ -215,6 +217,10 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
                     "steps_capped": paired_difference([cap(x) for x, _ in pairs], [cap(y) for _, y in pairs]).to_json(),
                     "best": paired_difference([max(v for _, v in x["curve"]) for x, _ in pairs],
                                               [max(v for _, v in y["curve"]) for _, y in pairs]).to_json()}
+                if all(x["curve"][-1][0] == y["curve"][-1][0] == max_steps for x, y in pairs):
+                    # neither run stopped early: their last evaluations are at the same step
+                    entry[f"{m}-{first}"]["last"] = paired_difference([x["curve"][-1][1] for x, _ in pairs],
+                                                                      [y["curve"][-1][1] for _, y in pairs]).to_json()
         out[str(d)] = entry
     return out
 
