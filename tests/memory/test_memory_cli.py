@@ -82,17 +82,27 @@ def policy_dir(tmp_path_factory):
 def test_eval_measures_forgetting_as_environment_accuracy_attached_and_merged(policy_dir, tmp_path, capsys):
     out = tmp_path / "forget"
     code = main(["memory", "eval", "--model", str(policy_dir), "--out", str(out), "--seeds", "0", "--chars", "1500",
-                 "--methods", "locas-glu-top_r", "--window", "128", "--chunk", "64", "--rank", "4", "--lr", "3e-2",
-                 "--forgetting-env", "decision_chain@0.1", "--forgetting-instances", "6", "--max-new-tokens", "12"])
+                 "--methods", "locas-glu-top_r,templora", "--window", "128", "--chunk", "64", "--rank", "4",
+                 "--lr", "3e-2", "--forgetting-env", "decision_chain@0.1", "--forgetting-instances", "6",
+                 "--max-new-tokens", "12"])
     assert code == 0
-    acc = json.loads((out / "results.json").read_text())["forgetting"]["env_accuracy"]
+    result = json.loads((out / "results.json").read_text())
+    acc = result["forgetting"]["env_accuracy"]
     assert 0.0 <= acc["backbone"] <= 1.0
     assert acc["attached_minus_backbone"]["mean"] == pytest.approx(acc["attached"]["mean"] - acc["backbone"])
     # the memory of the book changed the greedy answers, and merging it changed none of them
     assert acc["answers_changed_attached"]["mean"] > 0
     assert acc["answers_changed_merged_vs_attached"]["mean"] == 0.0
     assert acc["merged"]["mean"] == acc["attached"]["mean"]
-    assert "greedy answers changed" in capsys.readouterr().out
+    # every memory's own attached accuracy: the Locas row agrees with the merge block, TempLoRA has its own
+    by = result["env_accuracy_by_method"]
+    assert set(by["methods"]) == {"locas-glu-top_r", "templora"} and by["backbone"] == acc["backbone"]
+    assert by["methods"]["locas-glu-top_r"]["attached"]["mean"] == acc["attached"]["mean"]
+    lora = by["methods"]["templora"]
+    assert lora["attached_minus_backbone"]["mean"] == pytest.approx(lora["attached"]["mean"] - acc["backbone"])
+    assert lora["answers_changed"]["mean"] > 0  # the LoRA trained on the book moved the answers
+    printed = capsys.readouterr().out
+    assert "greedy answers changed" in printed and "forgetting, templora:" in printed
 
 
 def test_recall_scores_each_choice_by_its_mean_log_probability_after_the_window(model_dir):
@@ -126,7 +136,8 @@ def test_recall_scores_each_choice_by_its_mean_log_probability_after_the_window(
     (["eval", "--out", "o", "--steps", "-1"], "steps: Input should be greater than or equal to 0"),
     (["read", "BOOK", "--out", "o", "--layers", "a,b"], "comma-separated layer"),
     (["eval", "--out", "o", "--forgetting-env", "nope"], "nope"),
-    (["eval", "--out", "o", "--forgetting-env", "decision_chain", "--no-forgetting"], "include that method"),
+    (["eval", "--out", "o", "--forgetting-env", "decision_chain", "--no-forgetting"], "include a method other than none"),
+    (["eval", "--out", "o", "--forgetting-env", "decision_chain", "--methods", "none"], "include a method other than none"),
     (["eval", "--out", "o", "--forgetting-env", "decision_chain@7"], "difficulty"),
 ])
 def test_user_mistakes_are_one_line_errors(model_dir, tmp_path, capsys, args, fragment):

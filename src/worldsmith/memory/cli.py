@@ -156,9 +156,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     args.methods = args.methods or list(METHODS)
     env_tasks = commands.env_tasks(args.forgetting_env, "--forgetting-env")
-    if env_tasks and (args.no_forgetting or "locas-glu-top_r" not in args.methods):
-        raise UsageError("--forgetting-env measures the locas-glu-top_r memory: include that method and "
-                         "drop --no-forgetting")
+    if env_tasks and (args.no_forgetting or all(m == "none" for m in args.methods)):
+        raise UsageError("--forgetting-env measures what a memory erases: include a method other than none "
+                         "and drop --no-forgetting")
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         raise UsageError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -193,6 +193,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
                   f"attached {a['attached']['mean']:.3f} (change {a['attached_minus_backbone']['mean']:+.3f} "
                   f"[{a['attached_minus_backbone']['low']:+.3f}, {a['attached_minus_backbone']['high']:+.3f}]), "
                   f"merged {a['merged']['mean']:.3f}; {a['answers_changed_attached']['mean']:.1%} of greedy answers changed")
+    if "env_accuracy_by_method" in result:
+        e = result["env_accuracy_by_method"]
+        for m, row in e["methods"].items():
+            d = row["attached_minus_backbone"]
+            print(f"forgetting, {m}: greedy accuracy {row['attached']['mean']:.3f} with the memory attached "
+                  f"(backbone {e['backbone']:.3f}; change {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]); "
+                  f"{row['answers_changed']['mean']:.1%} of greedy answers changed")
     print(json.dumps({"benchmark": "memory_eval", "methods": {m: {"story_ppl": r["story_ppl"]["mean"],
                                                                  "recall": r["recall"]["mean"]}
                                                              for m, r in result["methods"].items()}}))
@@ -262,7 +269,8 @@ def register(sub) -> None:
     e.add_argument("--no-forgetting", action="store_true", help="skip the forgetting measurement")
     e.add_argument("--forgetting-env", action="append", default=None, metavar="NAME[@DIFFICULTY]",
                    help="also measure forgetting as the model's greedy accuracy on unseen problems of this "
-                        "environment (repeatable; for a worldsmith policy such as a `worldsmith base` folder)")
+                        "environment with each method's memory attached (and the Locas-GLU top-r one merged); "
+                        "repeatable; for a worldsmith policy such as a `worldsmith base` folder")
     e.add_argument("--forgetting-instances", type=commands.positive_int, default=256,
                    help="problems per --forgetting-env (default 256)")
     e.add_argument("--max-new-tokens", type=commands.positive_int, default=96,

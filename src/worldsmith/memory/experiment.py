@@ -204,6 +204,7 @@ def evaluate(model: nn.Module, tokenizer, *, seeds: list[int], chars: int, metho
     """Run ``methods`` x ``seeds`` (see the module doc); returns a JSON-ready dict."""
     runs: list[MethodRun] = []
     forgetting_rows = []
+    env_rows: dict[str, list[dict]] = {}  # method -> per seed: environment accuracy with its memory attached
     other = encode(tokenizer, generate_book(FORGETTING_BOOK_SEED, chars=min(chars, 20_000)).text)
     base_other = read_document(model, other, None, ttt).ppl() if forgetting else float("nan")
     measure_env = forgetting and bool(env_tasks)
@@ -221,11 +222,16 @@ def evaluate(model: nn.Module, tokenizer, *, seeds: list[int], chars: int, metho
                                                desc=f"seed {seed}", keep_memory=True)
             try:
                 recall = recall_accuracy(model, tokenizer, book, ttt.window)
+                attached_answers = None
+                if measure_env and method != "none":
+                    attached_answers = env_answers(model, tokenizer, env_tasks, env_instances, max_new_tokens)
+                    env_rows.setdefault(method, []).append(
+                        {"seed": seed, "accuracy": _accuracy(attached_answers),
+                         "changed": _changed(attached_answers, base_answers)})
                 if forgetting and method == "locas-glu-top_r":
                     attached = read_document(model, other, None, ttt).ppl()
                     row = {"seed": seed, "backbone": base_other, "attached": attached}
                     if measure_env:
-                        attached_answers = env_answers(model, tokenizer, env_tasks, env_instances, max_new_tokens)
                         row.update(env_backbone=base_env, env_attached=_accuracy(attached_answers),
                                    env_attached_changed=_changed(attached_answers, base_answers))
                     twin = merged_copy(model, memory.locas)
@@ -244,8 +250,21 @@ def evaluate(model: nn.Module, tokenizer, *, seeds: list[int], chars: int, metho
                             result.seconds, result.memory_params)
             runs.append(run)
             log(f"seed {seed} {method:<24} story ppl {run.story_ppl:.4f}  recall {recall['all']:.3f}  "
-                f"{run.seconds:.1f}s  memory params {run.memory_params:,}")
-    return summarise(runs, forgetting_rows, model, ttt, rank, chars)
+                f"{run.seconds:.1f}s  memory params {run.memory_params:,}"
+                + (f"  greedy accuracy {env_rows[method][-1]['accuracy']:.3f} (backbone {base_env:.3f})"
+                   if method in env_rows else ""))
+    out = summarise(runs, forgetting_rows, model, ttt, rank, chars)
+    if env_rows:
+        from worldsmith.eval.stats import mean_interval
+
+        out["env_accuracy_by_method"] = {
+            "backbone": base_env, "tasks": [list(t) for t in env_tasks], "instances": env_instances,
+            "methods": {m: {"attached": mean_interval([r["accuracy"] for r in rows]).to_json(),
+                            "attached_minus_backbone": mean_interval([r["accuracy"] - base_env for r in rows]).to_json(),
+                            "answers_changed": mean_interval([r["changed"] for r in rows]).to_json(),
+                            "rows": rows}
+                        for m, rows in env_rows.items()}}
+    return out
 
 
 def merged_copy(model: nn.Module, locas) -> nn.Module:
