@@ -41,7 +41,7 @@ class LikelihoodPRM(PRM):
 
     @torch.no_grad()
     def score_batch(self, items: Sequence[tuple[Instance, Sequence[str]]]) -> list[list[float]]:
-        from worldsmith.prm.trained import encode_trace, pad_rows
+        from worldsmith.prm.trained import encode_trace, pad_rows, token_logprobs
 
         self.calls += len(items)
         out: list[list[float]] = []
@@ -54,18 +54,14 @@ class LikelihoodPRM(PRM):
                 chunk = [encode_trace(self.tokenizer, inst.prompt, steps, self.context)
                          for inst, steps in items[s : s + self.batch_size]]
                 ids, mask = pad_rows([c[0] for c in chunk], pad)
-                logp = torch.log_softmax(self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
-                                         .logits.float(), -1).cpu()  # (b, L, V)
-                for row, (row_ids, spans) in enumerate(chunk):
+                ids = ids.to(device)
+                logits = self.model(input_ids=ids, attention_mask=mask.to(device)).logits
+                logp = token_logprobs(logits, ids).cpu()  # (b, L): log p(token t | tokens before it)
+                for row, (_, spans) in enumerate(chunk):
                     scores = []
                     for a, b in spans:
                         first = max(a, 1)  # a token at position 0 has no prediction
-                        if b < 0 or b < first:
-                            scores.append(0.0)
-                            continue
-                        pos = torch.arange(first - 1, b)
-                        taken = torch.tensor(row_ids[first : b + 1])
-                        scores.append(float(logp[row, pos, taken].min().exp()))
+                        scores.append(0.0 if b < first else float(logp[row, first : b + 1].min().exp()))
                     out.append(scores)
         finally:
             self.model.train(was_training)
