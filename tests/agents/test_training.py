@@ -11,6 +11,7 @@ from worldsmith.agents.cso import (
     DIVERSITY_PROMPTS,
     BackendProposer,
     CSOConfig,
+    DPOConfig,
     PlannerProposer,
     dpo,
     mine_pairs,
@@ -66,6 +67,10 @@ def test_dpo_loss_by_hand():
     assert m["margin"] == pytest.approx(1.0) and m["accuracy"] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         dpo(logp, None, None, mask)
+    # the chosen-NLL term: chosen rows 0 and 2 have mean NLL 1.0 (2 tokens) and 0.5 (1 token)
+    mixed, m2 = dpo(logp, None, None, mask, DPOConfig(sft_weight=0.5), ref_logp=ref)
+    assert mixed.item() == pytest.approx(expected + 0.5 * (1.0 + 0.5) / 2, abs=1e-6)
+    assert m2["chosen_nll"] == pytest.approx(0.75)
 
 
 def test_backend_proposer_asks_for_diversity_and_rejects_near_copies():

@@ -125,6 +125,8 @@ class DPOConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     beta: float = Field(0.5, gt=0, description="Strength of the implicit KL to the reference.")
+    sft_weight: float = Field(0.0, ge=0, description="Weight of the chosen actions' mean token NLL added to the "
+                              "loss (PROPOSED knob; 0 is the spec's plain sigmoid DPO).")
 
 
 @register_loss("dpo")
@@ -135,7 +137,8 @@ def dpo(logp: Tensor, old_logp: Tensor | None, advantages: Tensor | None, mask: 
     logp, ref_logp, mask (B, T) with B even; ``old_logp`` and ``advantages`` are unused (the
     registry's signature). loss = -mean log sigmoid(beta * ((c - c_ref) - (r - r_ref))), with c, r
     the summed log-probs of the chosen and rejected actions. ``denominator`` overrides the number
-    of pairs the sum is divided by.
+    of pairs the sum is divided by. With ``cfg.sft_weight`` w > 0 the loss adds w times the chosen
+    actions' mean per-token negative log-likelihood (summed over pairs, same denominator).
     """
     if ref_logp is None:
         raise ValueError("dpo needs ref_logp")
@@ -145,8 +148,12 @@ def dpo(logp: Tensor, old_logp: Tensor | None, advantages: Tensor | None, mask: 
     margin = (seq[0::2] - ref[0::2]) - (seq[1::2] - ref[1::2])  # (B/2,)
     pairs = float(denominator) if denominator else float(margin.numel())
     loss = -torch.nn.functional.logsigmoid(cfg.beta * margin).sum() / pairs
-    return loss, {"loss": loss.item(), "margin": margin.mean().item(),
-                  "accuracy": (margin > 0).float().mean().item()}
+    metrics = {"margin": margin.mean().item(), "accuracy": (margin > 0).float().mean().item()}
+    if cfg.sft_weight:
+        nll = -seq[0::2] / mask[0::2].sum(1).clamp(min=1)  # (B/2,)
+        loss = loss + cfg.sft_weight * nll.sum() / pairs
+        metrics["chosen_nll"] = nll.mean().item()
+    return loss, {"loss": loss.item(), **metrics}
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
@@ -251,7 +258,8 @@ def train_dpo(model, tokenizer, env: AgentEnvironment, pairs: list[Pair], cfg: C
             r = pair_rollouts(coder, env, [pairs[i] for i in order[s : s + cfg.dpo_batch_size]])
             ref_logp = episode_logprobs(ref, r)
             logp = episode_logprobs(model, r, grad=True)
-            loss, m = dpo(logp, None, None, r.completion_mask, DPOConfig(beta=cfg.beta), ref_logp=ref_logp)
+            loss, m = dpo(logp, None, None, r.completion_mask, DPOConfig(beta=cfg.beta, sft_weight=cfg.sft_weight),
+                          ref_logp=ref_logp)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

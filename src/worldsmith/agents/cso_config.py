@@ -25,6 +25,8 @@ class CSOConfig(BaseModel):
     verify: bool = Field(True, description="Keep a pair only when the policy's branch ends correct (False: ablation).")
     prm_filter: bool = Field(True, description="Require the PRM thresholds (False: ablation, every differing step).")
     beta: float = Field(0.5, gt=0, description="DPO beta.")
+    sft_weight: float = Field(0.0, ge=0, description="Weight of the chosen action's NLL added to DPO (PROPOSED "
+                              "knob; 0, the spec's plain sigmoid DPO, is the default).")
     rounds: int = Field(1, ge=1, le=10, description="Collect-and-DPO rounds (the paper: up to 2).")
     dpo_epochs: int = Field(3, ge=1, description="Epochs over a round's pairs.")
     dpo_batch_size: int = Field(8, ge=1, description="Pairs per DPO step.")
