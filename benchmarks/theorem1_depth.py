@@ -72,14 +72,42 @@ def build_start(depths: list[int], seed: int, args):
     if args.base:
         from worldsmith.policy.model import load_policy
 
-        return load_policy(args.base.format(seed=seed), progress=False)
+        model, tokenizer = load_policy(args.base.format(seed=seed), progress=False)
+        if args.decision_noise:  # the base learns to err at each level independently
+            examples = noisy_decision_examples(depths, args.sft_examples, args.decision_noise, seed)
+            train_sft(model, tokenizer, examples, epochs=1, lr=1e-3, batch_size=16, seed=seed, progress=False)
+        return model, tokenizer
     cfg = config(depths[0], seed, args)
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(tokenizer, cfg.model.tiny, seed=seed)
     specs = [("decision_chain", depth_difficulty(h), 1.0) for h in depths]
-    examples = sft_examples(specs, args.sft_examples, split="train", seed=seed)
+    if args.decision_noise:
+        examples = noisy_decision_examples(depths, args.sft_examples, args.decision_noise, seed)
+    else:
+        examples = sft_examples(specs, args.sft_examples, split="train", seed=seed)
     train_sft(model, tokenizer, examples, epochs=1, lr=3e-3, batch_size=16, seed=seed, progress=False)
     return model, tokenizer
+
+
+def noisy_decision_examples(depths: list[int], n: int, noise: float, seed: int) -> list[tuple[str, str]]:
+    """SFT pairs on train-split ``decision_chain`` problems (depths drawn evenly from ``depths``) whose
+    traces take the smaller digit at each level independently with probability ``noise``; every later
+    step and the answer follow the choices made. A policy fitted to them errs at each level about
+    ``noise`` of the time at temperature 1, independently of the other levels: the start Theorem 1
+    assumes (a depth-H chain right (1 - noise)^H of the time, the first error anywhere along it)."""
+    import random
+
+    from worldsmith import envs
+
+    env = envs.get("decision_chain")
+    rng = random.Random(f"decision-noise:{seed}")
+    out = []
+    for i in range(n):
+        inst = env.sample(envs.split_seed("train", i), depth_difficulty(rng.choice(depths)))
+        picks = [min(pair) if rng.random() < noise else max(pair) for pair in inst.data["levels"]]
+        trace = "".join(f"{a}|{b}={c}\n" for (a, b), c in zip(inst.data["levels"], picks))
+        out.append((inst.prompt, trace + env.wrap("".join(map(str, picks)))))
+    return out
 
 
 def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
@@ -126,6 +154,9 @@ def main() -> None:
     p.add_argument("--sft-examples", type=int, default=2000)
     p.add_argument("--eval-instances", type=int, default=64)
     p.add_argument("--noise", type=float, default=0.0, help="VPPO's first-error corruption rate")
+    p.add_argument("--decision-noise", type=float, default=0.0,
+                   help="build the start from traces that take the wrong digit at each level with this "
+                        "probability, independently (the per-step errors Theorem 1 assumes)")
     p.add_argument("--plot", default=None)
     p.add_argument("--base", default=None, help="a policy folder to start from instead of the SFT'd tiny model; "
                    "'{seed}' in it is replaced by the seed (one base per seed)")
@@ -143,6 +174,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     settings = {k: getattr(args, k) for k in ("target", "max_steps", "eval_every", "prompts", "sft_examples",
                                               "eval_instances", "noise", "base", "lr")}
+    if args.decision_noise:
+        settings["decision_noise"] = args.decision_noise
     done = {}
     if args.runs and Path(args.runs).exists():
         for line in Path(args.runs).read_text().splitlines():

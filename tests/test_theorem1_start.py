@@ -1,0 +1,50 @@
+"""The Theorem-1 benchmark's noisy start data: each level's decision is wrong independently."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from worldsmith import envs
+
+_SPEC = importlib.util.spec_from_file_location(
+    "theorem1_depth", Path(__file__).resolve().parents[1] / "benchmarks" / "theorem1_depth.py")
+theorem1_depth = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(theorem1_depth)
+
+
+def _levels(prompt: str) -> list[tuple[int, int]]:
+    body = prompt.split("Levels: ")[1].split(".")[0]
+    return [tuple(int(x) for x in pair.split("|")) for pair in body.split()]
+
+
+def _grade(prompt: str, completion: str) -> bool:
+    env = envs.get("decision_chain")
+    answer = completion.split("<answer>")[1].split("</answer>")[0]
+    return env.score({"levels": [list(p) for p in _levels(prompt)]}, answer) == 1.0
+
+
+def test_no_noise_gives_the_reference_derivations():
+    examples = theorem1_depth.noisy_decision_examples([3, 5], 40, 0.0, seed=0)
+    assert len(examples) == 40 and all(_grade(p, c) for p, c in examples)
+    assert {len(_levels(p)) for p, _ in examples} == {3, 5}
+
+
+def test_full_noise_takes_the_smaller_digit_everywhere_and_the_answer_follows():
+    for prompt, completion in theorem1_depth.noisy_decision_examples([4], 20, 1.0, seed=1):
+        levels = _levels(prompt)
+        lines = completion.splitlines()
+        assert lines[:-1] == [f"{a}|{b}={min(a, b)}" for a, b in levels]
+        assert lines[-1] == f"<answer>{''.join(str(min(p)) for p in levels)}</answer>"
+        assert not _grade(prompt, completion)
+
+
+def test_each_decision_errs_at_the_rate_independently_of_its_level():
+    examples = theorem1_depth.noisy_decision_examples([6], 1500, 0.3, seed=2)
+    wrong_by_level = [0] * 6
+    for prompt, completion in examples:
+        for k, ((a, b), line) in enumerate(zip(_levels(prompt), completion.splitlines())):
+            wrong_by_level[k] += line != f"{a}|{b}={max(a, b)}"
+    rates = [w / len(examples) for w in wrong_by_level]
+    # 1500 draws per level: the binomial sd is 0.012, so 0.05 is 4 sd
+    assert all(abs(r - 0.3) < 0.05 for r in rates), rates
