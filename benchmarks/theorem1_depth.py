@@ -198,7 +198,9 @@ def main() -> None:
     summary = summarize(runs, depths, methods, args.max_steps, levels)
     print(json.dumps({"benchmark": "theorem1_depth", "target": args.target, "max_steps": args.max_steps,
                       "depths": depths, "seeds": seeds, "noise": args.noise, "base": args.base, "lr": args.lr,
-                      "levels": levels, "summary": summary, "runs": runs, "machine": platform.machine()}))
+                      "decision_noise": args.decision_noise, "levels": levels, "summary": summary,
+                      "growth": growth(runs, depths, methods, args.max_steps), "runs": runs,
+                      "machine": platform.machine()}))
     if args.plot:
         plot(summary, depths, methods, args)
 
@@ -255,6 +257,34 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
                     entry[f"{m}-{first}"]["last"] = paired_difference([x["curve"][-1][1] for x, _ in pairs],
                                                                       [y["curve"][-1][1] for _, y in pairs]).to_json()
         out[str(d)] = entry
+    return out
+
+
+def growth(runs: list[dict], depths: list[int], methods: list[str], max_steps: int) -> dict:
+    """How fast steps-to-target grow with H: per seed, the least-squares slope of the steps (censored
+    runs counted at ``max_steps``) against depth, for each method; their mean over seeds, and the
+    paired difference of each later method's slope to the first's (negative: grows more slowly)."""
+    from worldsmith.eval.stats import mean_interval, paired_difference
+
+    def slopes(method: str) -> dict[int, float]:
+        out = {}
+        for seed in sorted({r["seed"] for r in runs}):
+            pts = [(r["depth"], max_steps if r["steps_to_target"] is None else r["steps_to_target"])
+                   for r in runs if r["seed"] == seed and r["method"] == method and r["depth"] in depths]
+            if len(pts) == len(depths) >= 2:
+                mx = sum(x for x, _ in pts) / len(pts)
+                my = sum(y for _, y in pts) / len(pts)
+                out[seed] = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+        return out
+
+    by = {m: slopes(m) for m in methods}
+    out: dict = {m: {"per_seed": v, "slope": mean_interval(list(v.values())).to_json()}
+                 for m, v in by.items() if len(v) >= 2}
+    first = methods[0]
+    for m in methods[1:]:
+        seeds = sorted(set(by[m]) & set(by[first]))
+        if len(seeds) >= 2:
+            out[f"{m}-{first}"] = paired_difference([by[m][s] for s in seeds], [by[first][s] for s in seeds]).to_json()
     return out
 
 

@@ -48,3 +48,15 @@ def test_each_decision_errs_at_the_rate_independently_of_its_level():
     rates = [w / len(examples) for w in wrong_by_level]
     # 1500 draws per level: the binomial sd is 0.012, so 0.05 is 4 sd
     assert all(abs(r - 0.3) < 0.05 for r in rates), rates
+
+
+def test_growth_is_the_per_seed_slope_with_censored_runs_at_the_cap():
+    runs = [{"seed": s, "depth": d, "method": m, "steps_to_target": steps}
+            for s, rows in {0: {"grpo": [10, 20, None], "vppo": [10, 15, 20]},
+                            1: {"grpo": [10, 30, 50], "vppo": [5, 10, 15]}}.items()
+            for m, per_depth in rows.items() for d, steps in zip([4, 5, 6], per_depth)]
+    out = theorem1_depth.growth(runs, [4, 5, 6], ["grpo", "vppo"], max_steps=60)
+    # seed 0 GRPO: 10, 20, 60 (censored) -> slope 25; seed 1: 10, 30, 50 -> 20
+    assert out["grpo"]["per_seed"] == {0: 25.0, 1: 20.0}
+    assert out["vppo"]["per_seed"] == {0: 5.0, 1: 5.0}
+    assert out["vppo-grpo"]["mean"] == -17.5
