@@ -49,7 +49,7 @@ class Reached(Exception):
 
 
 def config(depth: int, seed: int, args, method: str | None = None) -> RunConfig:
-    pool = [{"name": "decision_chain", "difficulty": depth_difficulty(depth)}]
+    pool = [{"name": args.env, "difficulty": depth_difficulty(depth)}]
     train = {"steps": args.max_steps, "prompts_per_step": args.prompts, "group_size": 8,
              "minibatch_size": args.prompts * 8, "microbatch_size": args.prompts * 8, "seed": seed,
              "checkpoint_every": 0, "loss_cfg": {"clip_low": 0.2, "clip_high": 0.28}}
@@ -74,39 +74,44 @@ def build_start(depths: list[int], seed: int, args):
 
         model, tokenizer = load_policy(args.base.format(seed=seed), progress=False)
         if args.decision_noise:  # the base learns to err at each level independently
-            examples = noisy_decision_examples(depths, args.sft_examples, args.decision_noise, seed)
+            examples = noisy_decision_examples(depths, args.sft_examples, args.decision_noise, seed, args.env)
             train_sft(model, tokenizer, examples, epochs=1, lr=1e-3, batch_size=16, seed=seed, progress=False)
         return model, tokenizer
     cfg = config(depths[0], seed, args)
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(tokenizer, cfg.model.tiny, seed=seed)
-    specs = [("decision_chain", depth_difficulty(h), 1.0) for h in depths]
+    specs = [(args.env, depth_difficulty(h), 1.0) for h in depths]
     if args.decision_noise:
-        examples = noisy_decision_examples(depths, args.sft_examples, args.decision_noise, seed)
+        examples = noisy_decision_examples(depths, args.sft_examples, args.decision_noise, seed, args.env)
     else:
         examples = sft_examples(specs, args.sft_examples, split="train", seed=seed)
     train_sft(model, tokenizer, examples, epochs=1, lr=3e-3, batch_size=16, seed=seed, progress=False)
     return model, tokenizer
 
 
-def noisy_decision_examples(depths: list[int], n: int, noise: float, seed: int) -> list[tuple[str, str]]:
-    """SFT pairs on train-split ``decision_chain`` problems (depths drawn evenly from ``depths``) whose
-    traces take the smaller digit at each level independently with probability ``noise``; every later
-    step and the answer follow the choices made. A policy fitted to them errs at each level about
-    ``noise`` of the time at temperature 1, independently of the other levels: the start Theorem 1
-    assumes (a depth-H chain right (1 - noise)^H of the time, the first error anywhere along it)."""
+def noisy_decision_examples(depths: list[int], n: int, noise: float, seed: int,
+                            env_name: str = "decision_chain") -> list[tuple[str, str]]:
+    """SFT pairs on train-split problems of ``env_name`` (``decision_chain`` or ``decision_path``;
+    depths drawn evenly from ``depths``) whose traces take the wrong digit of each level's pair
+    independently with probability ``noise``; every later step and the answer follow the choices
+    made. A policy fitted to them errs at each level about ``noise`` of the time at temperature 1,
+    independently of the other levels: the start Theorem 1 assumes (a depth-H chain right
+    (1 - noise)^H of the time, the first error anywhere along it; at 0.5 a uniform guess per level)."""
     import random
 
     from worldsmith import envs
 
-    env = envs.get("decision_chain")
+    env = envs.get(env_name)
     rng = random.Random(f"decision-noise:{seed}")
     out = []
     for i in range(n):
         inst = env.sample(envs.split_seed("train", i), depth_difficulty(rng.choice(depths)))
-        picks = [min(pair) if rng.random() < noise else max(pair) for pair in inst.data["levels"]]
+        picks = []
+        for (a, b), right in zip(inst.data["levels"], env.solve(inst.data)):
+            wrong = str(b) if right == str(a) else str(a)
+            picks.append(wrong if rng.random() < noise else right)
         trace = "".join(f"{a}|{b}={c}\n" for (a, b), c in zip(inst.data["levels"], picks))
-        out.append((inst.prompt, trace + env.wrap("".join(map(str, picks)))))
+        out.append((inst.prompt, trace + env.wrap("".join(picks))))
     return out
 
 
@@ -142,6 +147,8 @@ def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--depths", default="2,3,4,5")
+    p.add_argument("--env", default="decision_chain", choices=["decision_chain", "decision_path"],
+                   help="decision_path: each level's right move is fixed but unstated (no rule shared by levels)")
     p.add_argument("--seeds", default="0")
     p.add_argument("--methods", default="grpo,vppo")
     p.add_argument("--max-steps", type=int, default=40)
@@ -174,6 +181,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     settings = {k: getattr(args, k) for k in ("target", "max_steps", "eval_every", "prompts", "sft_examples",
                                               "eval_instances", "noise", "base", "lr")}
+    if args.env != "decision_chain":
+        settings["env"] = args.env
     if args.decision_noise:
         settings["decision_noise"] = args.decision_noise
     done = {}

@@ -65,3 +65,19 @@ def test_decision_chain_depth_is_set_exactly_by_difficulty(depth):
         assert env.grade(inst, env.wrap(inst.reference)).passed
     with pytest.raises(ValueError):
         depth_difficulty(0)
+
+
+def test_decision_path_follows_its_unstated_rule_per_level():
+    from worldsmith.envs.decision_chain import PATH_RULE
+
+    env = envs.get("decision_path")
+    assert PATH_RULE[:3] == "LSS"
+    inst = {"levels": [[3, 7], [8, 1], [2, 5]]}
+    assert env.steps(inst) == ["3|7=7", "8|1=1", "2|5=2"] and env.solve(inst) == "712"
+    assert env.score(inst, "712") == 1.0 and env.score(inst, "785") == 0.0
+    assert env.check_step(inst, ["3|7=7"], "8|1=1") and not env.check_step(inst, ["3|7=7"], "8|1=8")
+    sampled = env.sample(split_seed("eval", 0), depth_difficulty(MAX_DEPTH))
+    assert "rule" in sampled.prompt and "larger" not in sampled.prompt
+    assert len(sampled.reference) == MAX_DEPTH and env.grade(sampled, env.wrap(sampled.reference)).passed
+    # every level's rule is one of the two moves, and both moves occur
+    assert set(PATH_RULE) == {"L", "S"} and len(PATH_RULE) == MAX_DEPTH

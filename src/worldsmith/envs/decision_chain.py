@@ -73,3 +73,34 @@ class DecisionChain(Environment):
         trace = self._trace(instance)
         k = len(previous_steps)
         return isinstance(step, str) and k < len(trace) and step.replace(" ", "") == trace[k]
+
+
+#: The fixed, unstated rule of ``decision_path``: at level k take the larger digit when
+#: ``PATH_RULE[k]`` is "L", the smaller when it is "S".
+PATH_RULE = "LSSLSLLSLSSLLSLS"
+
+
+@register
+class DecisionPath(DecisionChain):
+    """Theorem 1's tree with its one correct path unstated: at level k the right move is the larger or
+    the smaller digit by a fixed rule per level (``PATH_RULE``) that the prompt does not give. A policy
+    learns each level's rule only from rewards, and a level's rule says nothing about another's, so
+    an outcome reward needs a whole correct path (2^-H by guessing) while a step verifier can credit
+    each correct level of a prefix. Same form, depths and step checks as ``decision_chain``."""
+
+    name = "decision_path"
+    description = "Walk a depth-H tree of binary choices whose right move at each level is fixed but unstated."
+
+    @staticmethod
+    def _path(instance: dict) -> list[str]:
+        pick = {"L": max, "S": min}
+        return [str(pick[PATH_RULE[k]](pair)) for k, pair in enumerate(instance["levels"])]
+
+    @classmethod
+    def _trace(cls, instance: dict) -> list[str]:
+        return [f"{a}|{b}={c}" for (a, b), c in zip(instance["levels"], cls._path(instance))]
+
+    def render(self, instance: dict) -> str:
+        levels = " ".join(f"{a}|{b}" for a, b in instance["levels"])
+        body = f"At each level take the digit its level's rule picks. Levels: {levels}."
+        return prompt_of(body, self.answer_format)
