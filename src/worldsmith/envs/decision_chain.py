@@ -48,9 +48,9 @@ class DecisionChain(Environment):
     def _path(instance: dict) -> list[str]:
         return [str(max(pair)) for pair in instance["levels"]]
 
-    @staticmethod
-    def _trace(instance: dict) -> list[str]:
-        return [f"{a}|{b}={max(a, b)}" for a, b in instance["levels"]]
+    @classmethod
+    def _trace(cls, instance: dict) -> list[str]:
+        return [f"{a}|{b}={c}" for (a, b), c in zip(instance["levels"], cls._path(instance))]
 
     def solve(self, instance: dict) -> str:
         return "".join(self._path(instance))
@@ -95,10 +95,6 @@ class DecisionPath(DecisionChain):
     def _path(instance: dict) -> list[str]:
         pick = {"L": max, "S": min}
         return [str(pick[PATH_RULE[k]](pair)) for k, pair in enumerate(instance["levels"])]
-
-    @classmethod
-    def _trace(cls, instance: dict) -> list[str]:
-        return [f"{a}|{b}={c}" for (a, b), c in zip(instance["levels"], cls._path(instance))]
 
     def render(self, instance: dict) -> str:
         levels = " ".join(f"{a}|{b}" for a, b in instance["levels"])
