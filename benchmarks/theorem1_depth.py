@@ -80,10 +80,10 @@ def build_start(depths: list[int], seed: int, args):
     cfg = config(depths[0], seed, args)
     tokenizer = build_char_tokenizer()
     model = build_tiny_model(tokenizer, cfg.model.tiny, seed=seed)
-    specs = [(args.env, depth_difficulty(h), 1.0) for h in depths]
     if args.decision_noise:
         examples = noisy_decision_examples(depths, args.sft_examples, args.decision_noise, seed, args.env)
     else:
+        specs = [(args.env, depth_difficulty(h), 1.0) for h in depths]
         examples = sft_examples(specs, args.sft_examples, split="train", seed=seed)
     train_sft(model, tokenizer, examples, epochs=1, lr=3e-3, batch_size=16, seed=seed, progress=False)
     return model, tokenizer
@@ -173,6 +173,8 @@ def main() -> None:
                    "already in it are not repeated (an interrupted benchmark resumes where it stopped)")
     args = p.parse_args()
     levels = sorted({float(x) for x in args.thresholds.split(",") if x.strip()} | {args.target})
+    if not 0 <= args.decision_noise <= 1:
+        p.error(f"--decision-noise must be in [0, 1], got {args.decision_noise}")
     if levels[-1] != args.target:
         p.error(f"--thresholds must be at most --target ({args.target})")
     depths = [int(d) for d in args.depths.split(",")]
