@@ -33,6 +33,18 @@ TARGET_PASSK_DROP = 0.03         # pass@k never falls by more
 TARGET_SECONDS = 600             # per run, the base build included
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), so that runs on two machines can be told apart."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -85,7 +97,8 @@ def main() -> None:
     }
     print(json.dumps({
         "benchmark": "quickstart_learning",
-        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(), "torch": torch.__version__,
+                    "platform": platform.platform()},
         "env": [p.name for p in quickstart_config().pool],
         "eval_instances": quickstart_config().eval.instances,
         "results": results,
