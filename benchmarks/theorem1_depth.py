@@ -274,13 +274,20 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
 def growth(runs: list[dict], depths: list[int], methods: list[str], max_steps: int) -> dict:
     """How fast steps-to-target grow with H: per seed, the least-squares slope of the steps (censored
     runs counted at ``max_steps``) against depth, for each method; their mean over seeds, and the
-    paired difference of each later method's slope to the first's (negative: grows more slowly)."""
+    paired difference of each later method's slope to the first's (negative: grows more slowly).
+
+    The same on a log scale (``log``): the slope of ln(steps) against depth, whose exponential is the
+    factor by which the steps multiply per added level (exponential growth has a constant factor,
+    linear growth a factor that falls towards 1 as H grows); ``log`` holds the per-seed slopes, their
+    mean, the paired difference, and the mean factor exp(mean slope)."""
+    import math
+
     from worldsmith.eval.stats import mean_interval, paired_difference
 
-    def slopes(method: str) -> dict[int, float]:
+    def slopes(method: str, f=lambda y: y) -> dict[int, float]:
         out = {}
         for seed in sorted({r["seed"] for r in runs}):
-            pts = [(r["depth"], max_steps if r["steps_to_target"] is None else r["steps_to_target"])
+            pts = [(r["depth"], f(max_steps if r["steps_to_target"] is None else max(1, r["steps_to_target"])))
                    for r in runs if r["seed"] == seed and r["method"] == method and r["depth"] in depths]
             if len(pts) == len(depths) >= 2:
                 mx = sum(x for x, _ in pts) / len(pts)
@@ -288,14 +295,23 @@ def growth(runs: list[dict], depths: list[int], methods: list[str], max_steps: i
                 out[seed] = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
         return out
 
-    by = {m: slopes(m) for m in methods}
-    out: dict = {m: {"per_seed": v, "slope": mean_interval(list(v.values())).to_json()}
-                 for m, v in by.items() if len(v) >= 2}
-    first = methods[0]
-    for m in methods[1:]:
-        seeds = sorted(set(by[m]) & set(by[first]))
-        if len(seeds) >= 2:
-            out[f"{m}-{first}"] = paired_difference([by[m][s] for s in seeds], [by[first][s] for s in seeds]).to_json()
+    def report(by: dict[str, dict[int, float]]) -> dict:
+        out: dict = {m: {"per_seed": v, "slope": mean_interval(list(v.values())).to_json()}
+                     for m, v in by.items() if len(v) >= 2}
+        first = methods[0]
+        for m in methods[1:]:
+            seeds = sorted(set(by[m]) & set(by[first]))
+            if len(seeds) >= 2:
+                out[f"{m}-{first}"] = paired_difference([by[m][s] for s in seeds],
+                                                        [by[first][s] for s in seeds]).to_json()
+        return out
+
+    out = report({m: slopes(m) for m in methods})
+    log = report({m: slopes(m, math.log) for m in methods})
+    for m in methods:
+        if m in log:
+            log[m]["factor_per_level"] = math.exp(log[m]["slope"]["mean"])
+    out["log"] = log
     return out
 
 

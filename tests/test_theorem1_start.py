@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
+
+import pytest
 
 from worldsmith import envs
 
@@ -60,3 +63,8 @@ def test_growth_is_the_per_seed_slope_with_censored_runs_at_the_cap():
     assert out["grpo"]["per_seed"] == {0: 25.0, 1: 20.0}
     assert out["vppo"]["per_seed"] == {0: 5.0, 1: 5.0}
     assert out["vppo-grpo"]["mean"] == -17.5
+    # on a log scale: seed 1 VPPO 5, 10, 15 -> ln 3 / 2 per level; GRPO seed 0 10, 20, 60 -> ln 6 / 2
+    assert out["log"]["vppo"]["per_seed"][1] == pytest.approx(math.log(3) / 2)
+    assert out["log"]["grpo"]["per_seed"][0] == pytest.approx(math.log(6) / 2)
+    assert out["log"]["grpo"]["factor_per_level"] == pytest.approx(
+        math.exp((math.log(6) / 2 + math.log(5) / 2) / 2))
