@@ -228,7 +228,9 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
     and the best held-out pass@1 within the budget; the same steps for every level in ``levels``
     (``steps_to``); the last evaluation's pass@1; and the paired difference of each later method to
     the first (steps, censored at the cap; best pass@1; the last pass@1 where no run of the pair
-    stopped early)."""
+    stopped early; and ``at_common_step``: pass@1 at the last evaluation every run of the depth made,
+    of every method and seed, before any of them stopped at the target: a fixed-budget comparison
+    read from the same curves)."""
     from worldsmith.eval.stats import mean_interval, paired_difference
 
     def steps_to(rs: list[dict], level: float) -> dict:
@@ -263,12 +265,27 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
                     "steps_capped": paired_difference([cap(x) for x, _ in pairs], [cap(y) for _, y in pairs]).to_json(),
                     "best": paired_difference([max(v for _, v in x["curve"]) for x, _ in pairs],
                                               [max(v for _, v in y["curve"]) for _, y in pairs]).to_json()}
+                common = common_step([r for rs in rows.values() for r in rs])
+                if common:
+                    at = [(dict(x["curve"])[common], dict(y["curve"])[common]) for x, y in pairs]
+                    entry[f"{m}-{first}"]["at_common_step"] = {
+                        "step": common, **paired_difference([u for u, _ in at], [v for _, v in at]).to_json()}
                 if all(x["curve"][-1][0] == y["curve"][-1][0] == max_steps for x, y in pairs):
                     # neither run stopped early: their last evaluations are at the same step
                     entry[f"{m}-{first}"]["last"] = paired_difference([x["curve"][-1][1] for x, _ in pairs],
                                                                       [y["curve"][-1][1] for _, y in pairs]).to_json()
         out[str(d)] = entry
     return out
+
+
+def common_step(runs: list[dict]) -> int | None:
+    """The last evaluation step that every run in ``runs`` made (a run stops at the target, so this is
+    where the earliest-stopping run stopped, or the budget); None at step 0 or without runs."""
+    if not runs:
+        return None
+    shared = set.intersection(*({step for step, _ in r["curve"]} for r in runs))
+    step = max(shared, default=0)
+    return step or None
 
 
 def growth(runs: list[dict], depths: list[int], methods: list[str], max_steps: int) -> dict:

@@ -68,3 +68,19 @@ def test_growth_is_the_per_seed_slope_with_censored_runs_at_the_cap():
     assert out["log"]["grpo"]["per_seed"][0] == pytest.approx(math.log(6) / 2)
     assert out["log"]["grpo"]["factor_per_level"] == pytest.approx(
         math.exp((math.log(6) / 2 + math.log(5) / 2) / 2))
+
+
+def test_the_common_step_is_where_the_earliest_run_stopped_and_pairs_read_there():
+    def run(seed, method, curve):
+        return {"seed": seed, "depth": 4, "method": method, "curve": curve,
+                "steps_to_target": curve[-1][0] if curve[-1][1] >= 0.5 else None}
+    runs = [run(0, "grpo", [(0, 0.1), (10, 0.2), (20, 0.3), (30, 0.5)]),
+            run(0, "vppo", [(0, 0.1), (10, 0.3), (20, 0.5)]),
+            run(1, "grpo", [(0, 0.0), (10, 0.1), (20, 0.2), (30, 0.3), (40, 0.4)]),
+            run(1, "vppo", [(0, 0.0), (10, 0.2), (20, 0.25), (30, 0.35), (40, 0.45)])]
+    assert theorem1_depth.common_step(runs) == 20
+    assert theorem1_depth.common_step([run(0, "grpo", [(0, 0.6)])]) is None
+    out = theorem1_depth.summarize(runs, [4], ["grpo", "vppo"], max_steps=40)
+    at = out["4"]["vppo-grpo"]["at_common_step"]
+    # at step 20: seed 0 0.5 - 0.3, seed 1 0.25 - 0.2
+    assert at["step"] == 20 and at["mean"] == pytest.approx((0.2 + 0.05) / 2)
