@@ -304,7 +304,7 @@ def growth(runs: list[dict], depths: list[int], methods: list[str], max_steps: i
     def slopes(method: str, f=lambda y: y) -> dict[int, float]:
         out = {}
         for seed in sorted({r["seed"] for r in runs}):
-            pts = [(r["depth"], f(max_steps if r["steps_to_target"] is None else max(1, r["steps_to_target"])))
+            pts = [(r["depth"], f(max_steps if r["steps_to_target"] is None else r["steps_to_target"]))
                    for r in runs if r["seed"] == seed and r["method"] == method and r["depth"] in depths]
             if len(pts) == len(depths) >= 2:
                 mx = sum(x for x, _ in pts) / len(pts)
@@ -324,7 +324,7 @@ def growth(runs: list[dict], depths: list[int], methods: list[str], max_steps: i
         return out
 
     out = report({m: slopes(m) for m in methods})
-    log = report({m: slopes(m, math.log) for m in methods})
+    log = report({m: slopes(m, lambda y: math.log(max(1, y))) for m in methods})  # a start at the target: 0 steps
     for m in methods:
         if m in log:
             log[m]["factor_per_level"] = math.exp(log[m]["slope"]["mean"])
