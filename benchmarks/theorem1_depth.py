@@ -123,11 +123,15 @@ def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
     curve = [(0, eval_policy(cfg, model, tokenizer, progress=False)["accuracy_sampled"])]
     reached = 0 if curve[0][1] >= args.target else None
     started = time.perf_counter()
+    seen: dict[str, list[float]] = {}
     if reached is None:
         trainer = Trainer(cfg, model, tokenizer)
 
         def check(trainer, row):
             step = row["step"] + 1
+            for key in MECHANISM:
+                if isinstance(row.get(key), (int, float)):
+                    seen.setdefault(key, []).append(float(row[key]))
             if step % args.eval_every == 0:
                 acc = eval_policy(cfg, trainer.acc.unwrap_model(trainer.model), tokenizer, progress=False)["accuracy_sampled"]
                 curve.append((step, acc))
@@ -141,7 +145,24 @@ def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
             except Reached:
                 reached = curve[-1][0]
     return {"depth": depth, "method": method, "seed": seed, "steps_to_target": reached, "curve": curve,
-            "seconds": time.perf_counter() - started}
+            "seconds": time.perf_counter() - started, "mechanism": mechanism(seen)}
+
+
+#: Training metrics whose means over a run's steps each run records: how many groups carried no
+#: outcome signal, the training reward, and how much of an incorrect response VPPO credited.
+MECHANISM = ("groups/zero_variance_fraction", "accuracy/train", "vppo/rp_fraction", "vppo/m_err_1")
+
+
+def mechanism(seen: dict[str, list[float]]) -> dict[str, float]:
+    """The mean of each recorded training metric over the steps that logged it, and over the first
+    tenth of them (``KEY@first_tenth``: what the start gave each method to learn from)."""
+    out = {}
+    for key, values in seen.items():
+        if values:
+            head = values[:max(1, len(values) // 10)]
+            out[key] = sum(values) / len(values)
+            out[f"{key}@first_tenth"] = sum(head) / len(head)
+    return out
 
 
 def main() -> None:

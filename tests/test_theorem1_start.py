@@ -84,3 +84,13 @@ def test_the_common_step_is_where_the_earliest_run_stopped_and_pairs_read_there(
     at = out["4"]["vppo-grpo"]["at_common_step"]
     # at step 20: seed 0 0.5 - 0.3, seed 1 0.25 - 0.2
     assert at["step"] == 20 and at["mean"] == pytest.approx((0.2 + 0.05) / 2)
+
+
+def test_mechanism_means_over_all_steps_and_the_first_tenth():
+    seen = {"groups/zero_variance_fraction": [1.0] * 10 + [0.0] * 10, "vppo/rp_fraction": []}
+    out = theorem1_depth.mechanism(seen)
+    assert out["groups/zero_variance_fraction"] == pytest.approx(0.5)
+    assert out["groups/zero_variance_fraction@first_tenth"] == pytest.approx(1.0)  # the first 2 of 20 steps
+    assert "vppo/rp_fraction" not in out  # a metric no step logged is left out, not reported as 0
+    short = theorem1_depth.mechanism({"accuracy/train": [0.25, 0.75]})
+    assert short["accuracy/train@first_tenth"] == pytest.approx(0.25)  # at least one step
