@@ -248,7 +248,7 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
     never did counted at ``max_steps`` (so a mean with censored runs is a lower bound), the start's
     and the best held-out pass@1 within the budget; the same steps for every level in ``levels``
     (``steps_to``); the last evaluation's pass@1; and the paired difference of each later method to
-    the first (steps, censored at the cap; best pass@1; the last pass@1 where no run of the pair
+    the first (steps, censored at the cap, to the target and to each level; best pass@1; the last pass@1 where no run of the pair
     stopped early; and ``at_common_step``: pass@1 at the last evaluation every run of the depth made,
     of every method and seed, before any of them stopped at the target: a fixed-budget comparison
     read from the same curves)."""
@@ -258,6 +258,10 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
         got = [first_at(r["curve"], level) for r in rs]
         return {"steps": got, "reached": sum(g is not None for g in got),
                 "capped": mean_interval([max_steps if g is None else g for g in got]).to_json()}
+
+    def capped_at(r: dict, level: float) -> int:
+        got = first_at(r["curve"], level)
+        return max_steps if got is None else got
 
     out: dict = {}
     for d in depths:
@@ -285,7 +289,10 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
                 entry[f"{m}-{first}"] = {
                     "steps_capped": paired_difference([cap(x) for x, _ in pairs], [cap(y) for _, y in pairs]).to_json(),
                     "best": paired_difference([max(v for _, v in x["curve"]) for x, _ in pairs],
-                                              [max(v for _, v in y["curve"]) for _, y in pairs]).to_json()}
+                                              [max(v for _, v in y["curve"]) for _, y in pairs]).to_json(),
+                    "steps_to": {str(level): paired_difference([capped_at(x, level) for x, _ in pairs],
+                                                               [capped_at(y, level) for _, y in pairs]).to_json()
+                                 for level in levels or []}}
                 common = common_step([r for rs in rows.values() for r in rs])
                 if common:
                     at = [(dict(x["curve"])[common], dict(y["curve"])[common]) for x, y in pairs]

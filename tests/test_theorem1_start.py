@@ -84,6 +84,11 @@ def test_the_common_step_is_where_the_earliest_run_stopped_and_pairs_read_there(
     at = out["4"]["vppo-grpo"]["at_common_step"]
     # at step 20: seed 0 0.5 - 0.3, seed 1 0.25 - 0.2
     assert at["step"] == 20 and at["mean"] == pytest.approx((0.2 + 0.05) / 2)
+    paired = theorem1_depth.summarize(runs, [4], ["grpo", "vppo"], max_steps=40, levels=[0.25, 0.5])
+    to = paired["4"]["vppo-grpo"]["steps_to"]
+    # to 0.25: seed 0 10 - 20, seed 1 20 - 30; to 0.5: seed 0 20 - 30, seed 1 never twice (40 - 40)
+    assert to["0.25"]["mean"] == pytest.approx((-10 - 10) / 2)
+    assert to["0.5"]["mean"] == pytest.approx((-10 + 0) / 2)
 
 
 def test_mechanism_means_over_all_steps_and_the_first_tenth():
