@@ -186,6 +186,7 @@ def main() -> None:
                    help="build the start from traces that take the wrong digit at each level with this "
                         "probability, independently (the per-step errors Theorem 1 assumes)")
     p.add_argument("--plot", default=None)
+    p.add_argument("--plot-curves", default=None, help="a PNG of mean held-out pass@1 against RL step, one panel per depth")
     p.add_argument("--base", default=None, help="a policy folder to start from instead of the SFT'd tiny model; "
                    "'{seed}' in it is replaced by the seed (one base per seed)")
     p.add_argument("--lr", type=float, default=3e-4, help="RL learning rate")
@@ -235,6 +236,8 @@ def main() -> None:
                       "machine": platform.machine()}))
     if args.plot:
         plot(summary, depths, methods, args)
+    if args.plot_curves:
+        plot_curves(runs, depths, methods, args.plot_curves)
 
 
 def first_at(curve: list, level: float) -> int | None:
@@ -406,6 +409,45 @@ def plot(summary: dict, depths: list[int], methods: list[str], args) -> None:
         ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
+
+
+def mean_curves(runs: list[dict], depth: int, method: str) -> list[tuple[int, dict]]:
+    """Held-out pass@1 against RL step for one depth and method: at every evaluation step all of its
+    runs made, the mean over seeds with its 95% interval (a run that stopped at the target ends its
+    curve there, so later steps are left out rather than averaged over fewer seeds)."""
+    from worldsmith.eval.stats import mean_interval
+
+    rs = [r for r in runs if r["depth"] == depth and r["method"] == method]
+    if not rs:
+        return []
+    shared = sorted(set.intersection(*({step for step, _ in r["curve"]} for r in rs)))
+    return [(step, mean_interval([dict(r["curve"])[step] for r in rs]).to_json()) for step in shared]
+
+
+def plot_curves(runs: list[dict], depths: list[int], methods: list[str], path: str) -> None:
+    """One panel per depth: each method's mean held-out pass@1 against RL step, with its 95% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.6), squeeze=False)
+    for ax, depth in zip(axes[0], depths):
+        for method in methods:
+            curve = mean_curves(runs, depth, method)
+            if not curve:
+                continue
+            steps = [s for s, _ in curve]
+            line, = ax.plot(steps, [c["mean"] for _, c in curve], marker=".", label=method)
+            ax.fill_between(steps, [c["low"] for _, c in curve], [c["high"] for _, c in curve],
+                            color=line.get_color(), alpha=0.2)
+        seeds = len({r["seed"] for r in runs if r["depth"] == depth})
+        ax.set_title(f"depth {depth}, {seeds} seeds (mean, 95% interval)", fontsize=9)
+        ax.set_xlabel("RL step")
+        ax.set_ylabel("held-out pass@1")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

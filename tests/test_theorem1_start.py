@@ -99,3 +99,16 @@ def test_mechanism_means_over_all_steps_and_the_first_tenth():
     assert "vppo/rp_fraction" not in out  # a metric no step logged is left out, not reported as 0
     short = theorem1_depth.mechanism({"accuracy/train": [0.25, 0.75]})
     assert short["accuracy/train@first_tenth"] == pytest.approx(0.25)  # at least one step
+
+
+def test_mean_curves_keep_only_the_steps_every_run_reached(tmp_path):
+    runs = [{"seed": 0, "depth": 6, "method": "vppo", "curve": [(0, 0.0), (10, 0.2), (20, 0.6)]},
+            {"seed": 1, "depth": 6, "method": "vppo", "curve": [(0, 0.1), (10, 0.4)]},
+            {"seed": 0, "depth": 6, "method": "grpo", "curve": [(0, 0.0), (10, 0.1), (20, 0.3)]}]
+    curve = theorem1_depth.mean_curves(runs, 6, "vppo")
+    assert [step for step, _ in curve] == [0, 10]  # seed 1 stopped at step 10
+    assert curve[1][1]["mean"] == pytest.approx(0.3)
+    assert theorem1_depth.mean_curves(runs, 7, "vppo") == []
+    out = tmp_path / "curves.png"
+    theorem1_depth.plot_curves(runs, [6], ["grpo", "vppo"], str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
