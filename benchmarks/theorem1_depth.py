@@ -120,7 +120,9 @@ def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
     cfg = config(depth, seed, args, method)
     model = copy.deepcopy(model0)
     torch.manual_seed(seed)
-    curve = [(0, eval_policy(cfg, model, tokenizer, progress=False)["accuracy_sampled"])]
+    evaluation = eval_policy(cfg, model, tokenizer, progress=False)
+    curve = [(0, evaluation["accuracy_sampled"])]
+    last = [evaluation]
     reached = 0 if curve[0][1] >= args.target else None
     started = time.perf_counter()
     seen: dict[str, list[float]] = {}
@@ -133,7 +135,8 @@ def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
                 if isinstance(row.get(key), (int, float)):
                     seen.setdefault(key, []).append(float(row[key]))
             if step % args.eval_every == 0:
-                acc = eval_policy(cfg, trainer.acc.unwrap_model(trainer.model), tokenizer, progress=False)["accuracy_sampled"]
+                last[0] = eval_policy(cfg, trainer.acc.unwrap_model(trainer.model), tokenizer, progress=False)
+                acc = last[0]["accuracy_sampled"]
                 curve.append((step, acc))
                 print(f"H={depth} {method} seed {seed}: step {step} held-out pass@1 {acc:.3f}", file=sys.stderr, flush=True)
                 if acc >= args.target:
@@ -145,7 +148,12 @@ def steps_to_target(start, depth: int, method: str, seed: int, args) -> dict:
             except Reached:
                 reached = curve[-1][0]
     return {"depth": depth, "method": method, "seed": seed, "steps_to_target": reached, "curve": curve,
-            "seconds": time.perf_counter() - started, "mechanism": mechanism(seen)}
+            "seconds": time.perf_counter() - started, "mechanism": mechanism(seen),
+            "final": {key: last[0]["overall"].get(key) for key in FINAL}}
+
+
+#: What each run keeps of its last evaluation besides the curve's pass@1 (k = the samples per problem).
+FINAL = ("pass@1", "pass@k", "maj@k", "step_validity")
 
 
 #: Training metrics whose means over a run's steps each run records: how many groups carried no
@@ -305,6 +313,12 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
                     # neither run stopped early: their last evaluations are at the same step
                     entry[f"{m}-{first}"]["last"] = paired_difference([x["curve"][-1][1] for x, _ in pairs],
                                                                       [y["curve"][-1][1] for _, y in pairs]).to_json()
+                    for key in FINAL:  # runs made before "final" was recorded are left out of these
+                        kept = [(x["final"][key], y["final"][key]) for x, y in pairs
+                                if x.get("final", {}).get(key) is not None and y.get("final", {}).get(key) is not None]
+                        if len(kept) >= 2:
+                            entry[f"{m}-{first}"][f"final_{key}"] = {
+                                "seeds": len(kept), **paired_difference([u for u, _ in kept], [v for _, v in kept]).to_json()}
         out[str(d)] = entry
     return out
 

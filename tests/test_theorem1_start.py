@@ -112,3 +112,17 @@ def test_mean_curves_keep_only_the_steps_every_run_reached(tmp_path):
     out = tmp_path / "curves.png"
     theorem1_depth.plot_curves(runs, [6], ["grpo", "vppo"], str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_final_metrics_pair_only_runs_that_recorded_them():
+    def run(seed, method, last, final=None):
+        r = {"seed": seed, "depth": 6, "method": method, "curve": [(0, 0.0), (40, last)], "steps_to_target": None}
+        return r | ({"final": final} if final is not None else {})
+    runs = [run(0, "grpo", 0.2, {"pass@k": 0.4}), run(0, "vppo", 0.5, {"pass@k": 0.7}),
+            run(1, "grpo", 0.1, {"pass@k": 0.3}), run(1, "vppo", 0.2, {"pass@k": 0.2}),
+            run(2, "grpo", 0.1), run(2, "vppo", 0.9)]  # made before "final" was recorded
+    pair = theorem1_depth.summarize(runs, [6], ["grpo", "vppo"], max_steps=40)["6"]["vppo-grpo"]
+    assert pair["last"]["n"] == 3
+    assert pair["final_pass@k"]["seeds"] == 2
+    assert pair["final_pass@k"]["mean"] == pytest.approx((0.3 - 0.1) / 2)
+    assert "final_maj@k" not in pair
