@@ -265,14 +265,14 @@ def summarize(runs: list[dict], depths: list[int], methods: list[str], max_steps
     read from the same curves)."""
     from worldsmith.eval.stats import mean_interval, paired_difference
 
-    def steps_to(rs: list[dict], level: float) -> dict:
-        got = [first_at(r["curve"], level) for r in rs]
-        return {"steps": got, "reached": sum(g is not None for g in got),
-                "capped": mean_interval([max_steps if g is None else g for g in got]).to_json()}
-
     def capped_at(r: dict, level: float) -> int:
         got = first_at(r["curve"], level)
         return max_steps if got is None else got
+
+    def steps_to(rs: list[dict], level: float) -> dict:
+        got = [first_at(r["curve"], level) for r in rs]
+        return {"steps": got, "reached": sum(g is not None for g in got),
+                "capped": mean_interval([capped_at(r, level) for r in rs]).to_json()}
 
     out: dict = {}
     for d in depths:
